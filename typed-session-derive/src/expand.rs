@@ -1,0 +1,413 @@
+//! Code generation. Everything goes inside `const _: () = { ... };` and
+//! reaches the runtime through `::typed_session::__private` (or the path given
+//! with `#[session(crate = "...")]`).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, LitStr};
+
+use crate::ast::{Field, Input};
+use crate::attr::{DefaultValue, OnInvalid};
+use crate::ctxt::Ctxt;
+use crate::{check, fallback};
+
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let parsed = Input::from_syn(&cx, input);
+    if let Some(parsed) = &parsed {
+        check::check(&cx, parsed);
+    }
+    match (cx.check(), parsed) {
+        (Ok(()), Some(parsed)) => expand(&parsed),
+        (Err(errors), _) => fallback::expand(input, errors),
+        // `from_syn` returns `None` only after recording an error.
+        (Ok(()), None) => fallback::expand(
+            input,
+            syn::Error::new(
+                Span::call_site(),
+                "unsupported input to `#[derive(SessionSchema)]`",
+            ),
+        ),
+    }
+}
+
+/// The path of the runtime's private module, `::typed_session::__private` by default.
+pub(crate) fn private_path(krate: Option<&syn::Path>) -> TokenStream {
+    match krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::typed_session::__private),
+    }
+}
+
+fn expand(input: &Input) -> TokenStream {
+    let ident = input.ident;
+    let ts = private_path(input.attrs.krate.as_ref().map(|(_, p)| p));
+    let version = input.attrs.version.as_ref().map_or(1, |(_, v)| *v);
+    let view = format_ident!("__TypedSessionView", span = Span::mixed_site());
+    let handle = format_ident!("__TypedSessionHandle", span = Span::mixed_site());
+
+    let metas = input.fields.iter().map(|f| field_meta(f, &ts));
+    let fresh_fields = input.fields.iter().map(|f| {
+        let name = f.ident;
+        let value = default_expr(f, &ts);
+        quote!(#name: #value)
+    });
+    let clone_fields = input.fields.iter().map(|f| {
+        let name = f.ident;
+        let ty = f.ty;
+        quote_spanned!(ty.span()=> #name: <#ty as ::core::clone::Clone>::clone(&self.#name))
+    });
+    let migrate_arms = input.attrs.migrations.iter().map(|m| {
+        let from = m.from;
+        let with = &m.with;
+        let call = quote_spanned!(with.span()=> #ts::migration_fn(#with));
+        quote!(#from => (#call)(data),)
+    });
+    let decode_arms = input.fields.iter().filter(|f| f.is_stored()).map(|f| {
+        let index = f.index;
+        let name = f.ident;
+        let ty = f.ty;
+        let call = quote_spanned!(ty.span()=> #ts::decode::<#ty>(raw));
+        quote!(#index => { self.#name = #call?; })
+    });
+    let encode_arms = input.fields.iter().filter(|f| f.is_stored()).map(|f| {
+        let index = f.index;
+        let name = f.ident;
+        let ty = f.ty;
+        let call = quote_spanned!(ty.span()=> #ts::encode::<#ty>(out, &self.#name));
+        quote!(#index => #call,)
+    });
+    let validate_arms = input.fields.iter().filter_map(|f| {
+        let (_, path) = f.attrs.validate.as_ref()?;
+        let index = f.index;
+        let name = f.ident;
+        let ty = f.ty;
+        let key = f.name();
+        let validator = quote_spanned!(path.span()=> #ts::field_validator::<#ty, _>(#path));
+        Some(quote!(#index => #ts::check_field(#key, (#validator)(&self.#name)),))
+    });
+    let reset_arms = input.fields.iter().map(|f| {
+        let index = f.index;
+        let name = f.ident;
+        let value = default_expr(f, &ts);
+        quote!(#index => { self.#name = #value; })
+    });
+    let container_validate = match &input.attrs.validate {
+        Some((_, path)) => {
+            let validator =
+                quote_spanned!(path.span()=> #ts::container_validator::<Self, _>(#path));
+            quote!(#ts::check_container((#validator)(self)))
+        }
+        None => quote!(::core::result::Result::Ok(())),
+    };
+
+    let getters = input.fields.iter().map(|f| getters(f, &ts));
+    let writers = input.fields.iter().map(|f| writers(f, ident, &ts));
+    let ident_str = ident.to_string();
+
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, unused_qualifications, unreachable_pub, clippy::all)]
+        const _: () = {
+            #[automatically_derived]
+            impl #ts::SessionSchema for #ident {
+                const VERSION: u32 = #version;
+                const FIELDS: &'static [#ts::FieldMeta] = &[#(#metas),*];
+                type Handle = #handle;
+                type View = #view;
+
+                fn fresh() -> Self {
+                    #ident { #(#fresh_fields),* }
+                }
+
+                fn clone_schema(&self) -> Self {
+                    #ident { #(#clone_fields),* }
+                }
+
+                fn migrate(
+                    from: u32,
+                    data: #ts::Value,
+                ) -> ::core::result::Result<#ts::Value, #ts::MigrationError> {
+                    match from {
+                        #(#migrate_arms)*
+                        _ => ::core::result::Result::Err(#ts::MigrationError::missing_step(from, #version)),
+                    }
+                }
+
+                fn decode_field(
+                    &mut self,
+                    index: usize,
+                    raw: &str,
+                ) -> ::core::result::Result<(), #ts::JsonError> {
+                    match index {
+                        #(#decode_arms)*
+                        _ => {}
+                    }
+                    ::core::result::Result::Ok(())
+                }
+
+                fn encode_field(
+                    &self,
+                    index: usize,
+                    out: &mut #ts::Vec<u8>,
+                ) -> ::core::result::Result<(), #ts::JsonError> {
+                    match index {
+                        #(#encode_arms)*
+                        _ => ::core::result::Result::Ok(()),
+                    }
+                }
+
+                fn validate_field(&self, index: usize) -> ::core::result::Result<(), #ts::ValidationError> {
+                    match index {
+                        #(#validate_arms)*
+                        _ => ::core::result::Result::Ok(()),
+                    }
+                }
+
+                fn validate(&self) -> ::core::result::Result<(), #ts::ValidationError> {
+                    #container_validate
+                }
+
+                fn reset_field(&mut self, index: usize) {
+                    match index {
+                        #(#reset_arms)*
+                        _ => {}
+                    }
+                }
+            }
+
+            /// Read-only accessors of a session (generated by `#[derive(SessionSchema)]`).
+            pub struct #view(#ts::Core<#ident>);
+
+            /// Accessors of a session (generated by `#[derive(SessionSchema)]`);
+            /// dereferences to the read-only accessors.
+            pub struct #handle(#view);
+
+            #[automatically_derived]
+            impl #ts::HandleFor<#ident> for #view {
+                fn from_core(core: #ts::Core<#ident>) -> Self {
+                    #view(core)
+                }
+                fn core(&self) -> &#ts::Core<#ident> {
+                    &self.0
+                }
+            }
+
+            #[automatically_derived]
+            impl #ts::HandleFor<#ident> for #handle {
+                fn from_core(core: #ts::Core<#ident>) -> Self {
+                    #handle(#view(core))
+                }
+                fn core(&self) -> &#ts::Core<#ident> {
+                    &(self.0).0
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::ops::Deref for #handle {
+                type Target = #view;
+                fn deref(&self) -> &#view {
+                    &self.0
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::fmt::Debug for #view {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    ::core::fmt::Debug::fmt(&self.0, f)
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::fmt::Debug for #handle {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    ::core::fmt::Debug::fmt(&self.0, f)
+                }
+            }
+
+            impl #view {
+                #(#getters)*
+
+                #[doc = concat!("Runs `f` with a borrow of the whole `", #ident_str, "`, without cloning.")]
+                pub fn read<__R, __F>(&self, f: __F) -> __R
+                where
+                    __F: ::core::ops::FnOnce(&#ident) -> __R,
+                {
+                    self.0.read(f)
+                }
+
+                #[doc = concat!("Returns a copy of the whole `", #ident_str, "`.")]
+                pub fn snapshot(&self) -> #ident {
+                    self.0.snapshot()
+                }
+            }
+
+            impl #handle {
+                #(#writers)*
+
+                #[doc = concat!(
+                    "Changes the whole `", #ident_str, "` in `f`; every field rule and the struct rule run ",
+                    "afterwards, and on failure every change is rolled back. Read-only fields may not change here."
+                )]
+                pub fn update<__R, __F>(&self, f: __F) -> ::core::result::Result<__R, #ts::ValidationError>
+                where
+                    __F: ::core::ops::FnOnce(&mut #ident) -> __R,
+                {
+                    self.0.0.update(f)
+                }
+            }
+        };
+    }
+}
+
+fn field_meta(f: &Field, ts: &TokenStream) -> TokenStream {
+    let name = f.name();
+    let key = f.key();
+    let stored = f.is_stored();
+    let flash = f.attrs.flash.is_some();
+    let readonly = f.attrs.readonly.is_some();
+    let policy = match f.attrs.on_invalid.as_ref().map(|(_, p)| *p) {
+        None | Some(OnInvalid::Reset) => quote!(Reset),
+        Some(OnInvalid::Destroy) => quote!(Destroy),
+        Some(OnInvalid::Reject) => quote!(Reject),
+    };
+    quote! {
+        #ts::FieldMeta {
+            name: #name,
+            key: #key,
+            stored: #stored,
+            flash: #flash,
+            readonly: #readonly,
+            on_invalid: #ts::OnInvalid::#policy,
+        }
+    }
+}
+
+fn default_expr(f: &Field, ts: &TokenStream) -> TokenStream {
+    let ty = f.ty;
+    match f.attrs.default.as_ref().map(|(_, d)| d) {
+        Some(DefaultValue::Path(path)) => {
+            let check = quote_spanned!(path.span()=> #ts::default_fn::<#ty>(#path));
+            quote!((#check)())
+        }
+        Some(DefaultValue::Trait) | None => {
+            quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default())
+        }
+    }
+}
+
+fn doc(text: String) -> TokenStream {
+    let lit = LitStr::new(&text, Span::call_site());
+    quote!(#[doc = #lit])
+}
+
+fn getters(f: &Field, ts: &TokenStream) -> TokenStream {
+    let name = f.ident;
+    let ty = f.ty;
+    let field = f.name();
+    if f.attrs.flash.is_some() {
+        // Reading a flash field drains it, which is a write: only the full
+        // handle has the flash accessor.
+        return TokenStream::new();
+    }
+    let with = format_ident!("with_{}", field, span = name.span());
+    let get_doc = doc(format!("Returns a copy of `{field}`."));
+    let with_doc = doc(format!(
+        "Runs `f` with a borrow of `{field}`, without cloning."
+    ));
+    let _ = ts;
+    quote! {
+        #get_doc
+        pub fn #name(&self) -> #ty {
+            self.0.read(|s| <#ty as ::core::clone::Clone>::clone(&s.#name))
+        }
+
+        #with_doc
+        pub fn #with<__R, __F>(&self, f: __F) -> __R
+        where
+            __F: ::core::ops::FnOnce(&#ty) -> __R,
+        {
+            self.0.read(|s| f(&s.#name))
+        }
+    }
+}
+
+fn writers(f: &Field, ident: &syn::Ident, ts: &TokenStream) -> TokenStream {
+    let name = f.ident;
+    let ty = f.ty;
+    let field = f.name();
+    let index = f.index;
+    let set = format_ident!("set_{}", field, span = name.span());
+    let update = format_ident!("update_{}", field, span = name.span());
+    let take = format_ident!("take_{}", field, span = name.span());
+
+    if let Some(inner) = check::flash_inner(ty) {
+        let flash_doc = doc(format!(
+            "The flash messages of `{field}`: `push` for the next request, `now` for this one, `drain` to read (and consume) them."
+        ));
+        let blocked = blocked_writers(&set, &update, &take, quote!(#ts::FlashField));
+        return quote! {
+            #flash_doc
+            pub fn #name(&self) -> #ts::FlashHandle<'_, #ident, #inner> {
+                self.0.0.flash(#index, |s: &mut #ident| &mut s.#name)
+            }
+            #blocked
+        };
+    }
+    if f.attrs.readonly.is_some() {
+        return blocked_writers(&set, &update, &take, quote!(#ts::ReadonlyField));
+    }
+
+    let default = default_expr(f, ts);
+    let set_doc = doc(format!(
+        "Replaces `{field}` after validating it; on a validation error the old value stays."
+    ));
+    let update_doc = doc(format!(
+        "Changes `{field}` in place; if the result fails validation the change is rolled back and the error returned."
+    ));
+    let take_doc = doc(format!("Takes `{field}` out, leaving its default."));
+    quote! {
+        #set_doc
+        pub fn #set(&self, value: #ty) -> ::core::result::Result<(), #ts::ValidationError> {
+            self.0.0.set_field(#index, |s: &mut #ident| &mut s.#name, value)
+        }
+
+        #update_doc
+        pub fn #update<__R, __F>(&self, f: __F) -> ::core::result::Result<__R, #ts::ValidationError>
+        where
+            __F: ::core::ops::FnOnce(&mut #ty) -> __R,
+        {
+            self.0.0.update_field(#index, |s: &mut #ident| &mut s.#name, f)
+        }
+
+        #take_doc
+        pub fn #take(&self) -> #ty {
+            self.0.0.take_field(#index, |s: &mut #ident| &mut s.#name, #default)
+        }
+    }
+}
+
+/// Setters that exist only to fail with a message that explains why the
+/// field cannot be written this way.
+fn blocked_writers(
+    set: &syn::Ident,
+    update: &syn::Ident,
+    take: &syn::Ident,
+    marker: TokenStream,
+) -> TokenStream {
+    quote! {
+        #[doc(hidden)]
+        pub fn #set<__V: #marker>(&self, value: __V) -> ::core::convert::Infallible {
+            #marker::unreachable(value)
+        }
+        #[doc(hidden)]
+        pub fn #update<__V: #marker>(&self, value: __V) -> ::core::convert::Infallible {
+            #marker::unreachable(value)
+        }
+        #[doc(hidden)]
+        pub fn #take<__V: #marker>(&self, value: __V) -> ::core::convert::Infallible {
+            #marker::unreachable(value)
+        }
+    }
+}

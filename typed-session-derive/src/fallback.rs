@@ -1,0 +1,48 @@
+//! On error: the `compile_error!`s plus a stub `SessionSchema` impl, so that
+//! the user sees the real mistakes and not a pile of "trait not implemented"
+//! errors wherever the struct is used as a session.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::DeriveInput;
+
+use crate::expand::private_path;
+
+pub(crate) fn expand(input: &DeriveInput, errors: syn::Error) -> TokenStream {
+    let errors = errors.to_compile_error();
+    let ident = &input.ident;
+    let ts = private_path(None);
+    // Generic inputs are rejected; a stub for them would only add errors.
+    if !input.generics.params.is_empty() {
+        return errors;
+    }
+    quote! {
+        #errors
+        #[allow(unused_qualifications, unreachable_code, clippy::all)]
+        #[automatically_derived]
+        impl #ts::SessionSchema for #ident {
+            const VERSION: u32 = 1;
+            const FIELDS: &'static [#ts::FieldMeta] = &[];
+            type Handle = #ts::StubHandle<Self>;
+            type View = #ts::StubHandle<Self>;
+            fn fresh() -> Self { ::core::unimplemented!() }
+            fn clone_schema(&self) -> Self { ::core::unimplemented!() }
+            fn migrate(_: u32, _: #ts::Value) -> ::core::result::Result<#ts::Value, #ts::MigrationError> {
+                ::core::unimplemented!()
+            }
+            fn decode_field(&mut self, _: usize, _: &str) -> ::core::result::Result<(), #ts::JsonError> {
+                ::core::unimplemented!()
+            }
+            fn encode_field(&self, _: usize, _: &mut #ts::Vec<u8>) -> ::core::result::Result<(), #ts::JsonError> {
+                ::core::unimplemented!()
+            }
+            fn validate_field(&self, _: usize) -> ::core::result::Result<(), #ts::ValidationError> {
+                ::core::unimplemented!()
+            }
+            fn validate(&self) -> ::core::result::Result<(), #ts::ValidationError> {
+                ::core::unimplemented!()
+            }
+            fn reset_field(&mut self, _: usize) { ::core::unimplemented!() }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The stored form of a session: a JSON envelope
+//! `{"v":VERSION,"c":CREATED_MS,"t":TOUCHED_MS,"m":MAX_AGE_S,"d":{FIELD:VALUE,...}}`.
+//!
+//! Fields are encoded and decoded one by one, so that one bad field gets its
+//! own `on_invalid` policy instead of failing the whole record, and so that a
+//! concurrent save can merge the fields it changed into another writer's record.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::error::{FieldError, LoadError};
+use crate::schema::{OnInvalid, SessionSchema};
+
+/// Timestamps and settings kept beside the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Creation time (for the absolute timeout), unix ms.
+    pub(crate) created: u64,
+    /// Last time the record was written (for the idle timeout), unix ms.
+    pub(crate) touched: u64,
+    /// Per-session cookie lifetime set with `set_expiry`, seconds.
+    pub(crate) max_age: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    v: u32,
+    c: u64,
+    t: u64,
+    #[serde(default)]
+    m: Option<u64>,
+    #[serde(borrow)]
+    d: &'a RawValue,
+}
+
+/// A decoded record: the value, the fields that loading changed (resets,
+/// migrations), and the header.
+pub(crate) struct Decoded<S> {
+    pub(crate) value: S,
+    pub(crate) changed: u64,
+    pub(crate) header: Header,
+    pub(crate) migrated_from: Option<u32>,
+}
+
+/// All stored fields.
+pub(crate) fn stored_mask<S: SessionSchema>() -> u64 {
+    S::FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.stored)
+        .fold(0u64, |mask, (i, _)| mask | (1u64 << i))
+}
+
+pub(crate) fn encode<S: SessionSchema>(
+    value: &S,
+    header: &Header,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(128);
+    write_header(&mut out, S::VERSION, header);
+    out.push(b'{');
+    let mut first = true;
+    for (index, meta) in S::FIELDS.iter().enumerate() {
+        if !meta.stored {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut out, meta.key)?;
+        out.push(b':');
+        value.encode_field(index, &mut out)?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok(out)
+}
+
+fn write_header(out: &mut Vec<u8>, version: u32, header: &Header) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{{\"v\":{version},\"c\":{},\"t\":{}",
+        header.created, header.touched
+    );
+    if let Some(m) = header.max_age {
+        let _ = write!(out, ",\"m\":{m}");
+    }
+    out.extend_from_slice(b",\"d\":");
+}
+
+pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadError> {
+    let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(LoadError::Corrupt)?;
+    let header = Header {
+        created: raw.c,
+        touched: raw.t,
+        max_age: raw.m,
+    };
+    if raw.v > S::VERSION {
+        return Err(LoadError::FutureVersion {
+            found: raw.v,
+            known: S::VERSION,
+        });
+    }
+    let mut migrated_from = None;
+    let data: Cow<'_, str> = if raw.v < S::VERSION {
+        migrated_from = Some(raw.v);
+        let mut value: serde_json::Value =
+            serde_json::from_str(raw.d.get()).map_err(LoadError::Corrupt)?;
+        for from in raw.v.max(1)..S::VERSION {
+            value =
+                S::migrate(from, value).map_err(|source| LoadError::Migration { from, source })?;
+        }
+        Cow::Owned(value.to_string())
+    } else {
+        Cow::Borrowed(raw.d.get())
+    };
+    let (value, mut changed) = decode_fields::<S>(&data)?;
+    if migrated_from.is_some() {
+        changed = stored_mask::<S>();
+    }
+    Ok(Decoded {
+        value,
+        changed,
+        header,
+        migrated_from,
+    })
+}
+
+/// Decodes the data object field by field, applying each field's `on_invalid`
+/// policy. Returns the value and the fields reset on the way.
+fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, u64), LoadError> {
+    let mut slots: Vec<Option<&RawValue>> = vec![None; S::FIELDS.len()];
+    let mut de = serde_json::Deserializer::from_str(data);
+    Splitter::<S> {
+        slots: &mut slots,
+        marker: std::marker::PhantomData,
+    }
+    .deserialize(&mut de)
+    .map_err(LoadError::Corrupt)?;
+    de.end().map_err(LoadError::Corrupt)?;
+
+    let mut value = S::fresh();
+    let mut changed = 0u64;
+    for (index, slot) in slots.into_iter().enumerate() {
+        let meta = &S::FIELDS[index];
+        let Some(raw) = slot else { continue };
+        let result = match value.decode_field(index, raw.get()) {
+            Ok(()) => value
+                .validate_field(index)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+            Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+        };
+        if let Err(source) = result {
+            match meta.on_invalid {
+                OnInvalid::Reset => {
+                    tracing::debug!(field = meta.name, reason = %source, "stored session field invalid; reset to its default");
+                    value.reset_field(index);
+                    changed |= 1u64 << index;
+                }
+                OnInvalid::Destroy => {
+                    return Err(LoadError::Destroy(FieldError::new(meta.name, Some(source))));
+                }
+                OnInvalid::Reject => {
+                    return Err(LoadError::Reject(FieldError::new(meta.name, Some(source))));
+                }
+            }
+        }
+    }
+    if let Err(e) = value.validate() {
+        return Err(LoadError::Destroy(FieldError::new(
+            "<struct>",
+            Some(Box::new(e)),
+        )));
+    }
+    Ok((value, changed))
+}
+
+/// Deserializes the data object into per-field raw JSON slices, borrowed
+/// from the input; unknown keys are skipped.
+struct Splitter<'s, 'de, S> {
+    slots: &'s mut Vec<Option<&'de RawValue>>,
+    marker: std::marker::PhantomData<S>,
+}
+
+impl<'de, S: SessionSchema> DeserializeSeed<'de> for Splitter<'_, 'de, S> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, S: SessionSchema> Visitor<'de> for Splitter<'_, 'de, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of session fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let found = S::FIELDS
+                .iter()
+                .position(|f| f.stored && f.key == key.0.as_ref());
+            match found {
+                Some(index) => {
+                    if self.slots[index].is_some() {
+                        return Err(de::Error::custom("duplicate field in stored session"));
+                    }
+                    self.slots[index] = Some(map.next_value::<&'de RawValue>()?);
+                }
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A map key, borrowed when the input has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Merges the fields in `changed` from `ours` into `theirs` (another writer's
+/// record of the same version), keeping their header and every other field.
+pub(crate) fn merge<S: SessionSchema>(
+    theirs: &[u8],
+    ours: &S,
+    changed: u64,
+    header: &Header,
+) -> Result<Vec<u8>, LoadError> {
+    let raw: RawEnvelope<'_> = serde_json::from_slice(theirs).map_err(LoadError::Corrupt)?;
+    if raw.v != S::VERSION {
+        return Err(LoadError::FutureVersion {
+            found: raw.v,
+            known: S::VERSION,
+        });
+    }
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw.d.get()).map_err(LoadError::Corrupt)?;
+    for (index, meta) in S::FIELDS.iter().enumerate() {
+        if changed & (1u64 << index) == 0 || !meta.stored {
+            continue;
+        }
+        let mut buf = Vec::new();
+        ours.encode_field(index, &mut buf)
+            .map_err(LoadError::Corrupt)?;
+        let value: serde_json::Value = serde_json::from_slice(&buf).map_err(LoadError::Corrupt)?;
+        map.insert(meta.key.to_owned(), value);
+    }
+    let header = Header {
+        created: raw.c,
+        touched: header.touched.max(raw.t),
+        max_age: header.max_age.or(raw.m),
+    };
+    let mut out = Vec::with_capacity(theirs.len() + 32);
+    write_header(&mut out, S::VERSION, &header);
+    serde_json::to_writer(&mut out, &map).map_err(LoadError::Corrupt)?;
+    out.push(b'}');
+    Ok(out)
+}

@@ -1,0 +1,280 @@
+//! Error types. Sources are kept (`Error::source`), never flattened to strings.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A write that a field or struct rule refused; the session keeps its old value.
+///
+/// Returned by `set_x`, `update_x` and `update`. It implements
+/// `IntoResponse` as `422 Unprocessable Entity` with its message, so a handler
+/// can use `?` on it directly.
+///
+/// ```
+/// use typed_session::{SessionSchema, TypedSession};
+///
+/// fn small(n: &u32) -> Result<(), String> {
+///     if *n <= 10 { Ok(()) } else { Err(format!("{n} is more than 10")) }
+/// }
+///
+/// #[derive(SessionSchema)]
+/// struct Counter {
+///     #[session(validate = small)]
+///     n: u32,
+/// }
+///
+/// let session = TypedSession::detached(Counter { n: 1 });
+/// let err = session.set_n(11).unwrap_err();
+/// assert_eq!(err.field(), Some("n"));
+/// assert_eq!(err.to_string(), "invalid session field `n`: 11 is more than 10");
+/// assert_eq!(session.n(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    field: Option<&'static str>,
+    kind: ValidationKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ValidationKind {
+    Invalid(String),
+    Readonly,
+}
+
+impl ValidationError {
+    /// A field rule failed with `message`.
+    pub fn field_invalid(field: &'static str, message: impl fmt::Display) -> Self {
+        ValidationError {
+            field: Some(field),
+            kind: ValidationKind::Invalid(message.to_string()),
+        }
+    }
+
+    /// The struct-level rule failed with `message`.
+    pub fn struct_invalid(message: impl fmt::Display) -> Self {
+        ValidationError {
+            field: None,
+            kind: ValidationKind::Invalid(message.to_string()),
+        }
+    }
+
+    pub(crate) fn readonly(field: &'static str) -> Self {
+        ValidationError {
+            field: Some(field),
+            kind: ValidationKind::Readonly,
+        }
+    }
+
+    /// The field whose rule failed, or `None` for the struct rule.
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
+    }
+
+    /// The message of the failed rule.
+    pub fn message(&self) -> &str {
+        match &self.kind {
+            ValidationKind::Invalid(message) => message,
+            ValidationKind::Readonly => "the field is read-only",
+        }
+    }
+
+    /// `true` when the write was refused because it changed a read-only field.
+    pub fn is_readonly(&self) -> bool {
+        self.kind == ValidationKind::Readonly
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.field, &self.kind) {
+            (Some(field), ValidationKind::Readonly) => write!(
+                f,
+                "session field `{field}` is read-only; set it with `regenerate_with`"
+            ),
+            (Some(field), ValidationKind::Invalid(m)) => {
+                write!(f, "invalid session field `{field}`: {m}")
+            }
+            (None, _) => write!(f, "invalid session: {}", self.message()),
+        }
+    }
+}
+
+impl StdError for ValidationError {}
+
+/// A migration step of stored data failed, or no step exists.
+///
+/// Migration functions (`#[session(migrate(from = K, with = path))]`) return
+/// it; [`MigrationError::new`] takes a message and
+/// [`MigrationError::with_source`] keeps a cause.
+///
+/// ```
+/// use serde_json::Value;
+/// use typed_session::MigrationError;
+///
+/// fn v1_to_v2(mut data: Value) -> Result<Value, MigrationError> {
+///     let obj = data.as_object_mut().ok_or_else(|| MigrationError::new("not an object"))?;
+///     let user = obj.remove("user").unwrap_or(Value::Null);
+///     obj.insert("user_id".into(), user);
+///     Ok(data)
+/// }
+/// # assert!(v1_to_v2(Value::Null).is_err());
+/// ```
+#[derive(Debug)]
+pub struct MigrationError {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl MigrationError {
+    /// A failed migration with a message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        MigrationError {
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// A failed migration caused by `source`.
+    pub fn with_source(
+        message: impl fmt::Display,
+        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
+    ) -> Self {
+        MigrationError {
+            message: message.to_string(),
+            source: Some(source.into()),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn missing_step(from: u32, version: u32) -> Self {
+        MigrationError::new(format_args!(
+            "no migration from version {from} (this code writes version {version})"
+        ))
+    }
+}
+
+impl fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for MigrationError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+impl From<serde_json::Error> for MigrationError {
+    fn from(err: serde_json::Error) -> Self {
+        MigrationError::with_source("stored data did not match the migration's input", err)
+    }
+}
+
+/// Why stored session data could not be used as it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The record is not valid JSON of the expected shape.
+    #[error("stored session is corrupt")]
+    Corrupt(#[source] serde_json::Error),
+    /// The record was written by newer code (a higher `version`).
+    #[error("stored session has version {found}, newer than version {known} of this code")]
+    FutureVersion {
+        /// The version found in the record.
+        found: u32,
+        /// The version this code writes.
+        known: u32,
+    },
+    /// A migration step failed.
+    #[error("migrating the stored session from version {from} failed")]
+    Migration {
+        /// The version the failed step started from.
+        from: u32,
+        /// What the step reported.
+        #[source]
+        source: MigrationError,
+    },
+    /// A field with `on_invalid = "destroy"` (or the struct rule) failed; the
+    /// session must be discarded.
+    #[error("stored session failed validation and is discarded")]
+    Destroy(#[source] FieldError),
+    /// A field with `on_invalid = "reject"` failed; the request is refused.
+    #[error("stored session failed validation and the request is rejected")]
+    Reject(#[source] FieldError),
+}
+
+/// One stored field that failed to parse or to validate on load.
+#[derive(Debug, thiserror::Error)]
+#[error("stored session field `{field}` is invalid")]
+pub struct FieldError {
+    field: &'static str,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl FieldError {
+    pub(crate) fn new(field: &'static str, source: Option<BoxError>) -> Self {
+        FieldError { field, source }
+    }
+
+    /// The Rust name of the field, or `"<struct>"` for the struct rule.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+/// A session store failed (I/O, connection, protocol). The source is kept.
+///
+/// ```
+/// use typed_session::StoreError;
+///
+/// let err = StoreError::new(std::io::Error::other("disk full"));
+/// assert_eq!(err.to_string(), "session store failed");
+/// assert!(std::error::Error::source(&err).is_some());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("session store failed")]
+pub struct StoreError {
+    #[source]
+    source: BoxError,
+}
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+        StoreError {
+            source: source.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong when a session is saved or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value could not be serialized.
+    #[error("session data could not be serialized")]
+    Serialize(#[source] serde_json::Error),
+    /// Other requests kept changing the same session; the save gave up after several merges.
+    #[error("the session was changed concurrently too often; the save gave up")]
+    Conflict,
+    /// The session was destroyed (here or by another request); nothing was saved.
+    #[error("the session was destroyed; nothing was saved")]
+    Destroyed,
+    /// A validation rule refused a write.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// Stored data could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The session is not attached to a [`SessionLayer`](crate::SessionLayer) (a detached session).
+    #[error("the session is detached: it has no store to save to")]
+    Detached,
+}

@@ -1,0 +1,102 @@
+//! The axum extractors: `TypedSession<S>`, `SessionView<S>` and their `Option` forms.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::request::Parts;
+
+use crate::layer::RequestContext;
+use crate::rejection::SessionRejection;
+use crate::schema::SessionSchema;
+use crate::session::{Core, ErasedSession, SessionView, TypedSession};
+
+/// The session of one request, once extracted: kept so that every extractor
+/// of the request shares it and the layer can save it.
+pub(crate) struct Slot {
+    pub(crate) any: Box<dyn Any + Send + Sync>,
+    pub(crate) erased: Box<dyn ErasedSession>,
+}
+
+pub(crate) type SlotCell = Arc<Mutex<Option<Slot>>>;
+
+async fn core_for<S: SessionSchema>(parts: &Parts) -> Result<Core<S>, SessionRejection> {
+    let Some(ctx) = parts.extensions.get::<RequestContext>() else {
+        return Err(SessionRejection::MissingLayer);
+    };
+    if let Some(slot) = ctx
+        .slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+    {
+        return slot
+            .any
+            .downcast_ref::<Core<S>>()
+            .cloned()
+            .ok_or(SessionRejection::SchemaMismatch);
+    }
+    let cookie = ctx.shared.read_cookie(&parts.headers);
+    let core = Core::<S>::load(ctx.shared.clone(), cookie).await?;
+    let mut slot = ctx
+        .slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(existing) = slot.as_ref() {
+        return existing
+            .any
+            .downcast_ref::<Core<S>>()
+            .cloned()
+            .ok_or(SessionRejection::SchemaMismatch);
+    }
+    *slot = Some(Slot {
+        any: Box::new(core.clone()),
+        erased: Box::new(core.clone()),
+    });
+    Ok(core)
+}
+
+/// Loads the session once per request; later extractions share it.
+impl<S: SessionSchema, St: Send + Sync> FromRequestParts<St> for TypedSession<S> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
+        core_for::<S>(parts).await.map(TypedSession::from_core)
+    }
+}
+
+/// `Some` only when the request carries a live stored session; `None` for an
+/// anonymous request. Store failures are still rejections.
+impl<S: SessionSchema, St: Send + Sync> OptionalFromRequestParts<St> for TypedSession<S> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &St,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let session = TypedSession::from_core(core_for::<S>(parts).await?);
+        Ok((!session.is_new()).then_some(session))
+    }
+}
+
+/// A read-only session: loads as `TypedSession` does, offers getters only.
+impl<S: SessionSchema, St: Send + Sync> FromRequestParts<St> for SessionView<S> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
+        core_for::<S>(parts).await.map(SessionView::from_core)
+    }
+}
+
+/// `Some` only when the request carries a live stored session.
+impl<S: SessionSchema, St: Send + Sync> OptionalFromRequestParts<St> for SessionView<S> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &St,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let view = SessionView::from_core(core_for::<S>(parts).await?);
+        Ok((!view.is_new()).then_some(view))
+    }
+}

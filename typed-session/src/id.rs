@@ -1,0 +1,149 @@
+//! Session ids (the secret in the cookie) and session keys (what stores see).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+/// Bytes of randomness in a session id: 128 bits from the OS CSPRNG.
+const ID_BYTES: usize = 16;
+/// Length of an id in the cookie (unpadded base64url of 16 bytes).
+pub(crate) const ID_COOKIE_LEN: usize = 22;
+
+/// The secret id of a session, as carried in the cookie.
+///
+/// 128 bits from the operating system's CSPRNG. It never appears in `Debug`
+/// output or logs, and stores never see it: they get the [`SessionKey`]
+/// derived from it, so a dump of a store's keys cannot be turned into cookies.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; ID_BYTES]);
+
+impl SessionId {
+    /// A new random id.
+    pub(crate) fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::fill(&mut bytes)?;
+        Ok(SessionId(bytes))
+    }
+
+    /// Parses a cookie value; `None` for anything that is not exactly an id.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        if value.len() != ID_COOKIE_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(value.as_bytes(), &mut bytes) {
+            Ok(ID_BYTES) => {
+                let id = SessionId(bytes);
+                // Reject non-canonical encodings (stray low bits in the last char),
+                // so that one id has exactly one cookie value.
+                (id.expose() == value).then_some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// The cookie value of this id. It is a bearer secret: do not log it.
+    pub fn expose(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; ID_BYTES] {
+        &self.0
+    }
+
+    /// The key under which stores keep this session.
+    pub fn key(&self) -> SessionKey {
+        SessionKey(Sha256::digest(self.0).into())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// The store key of a session: SHA-256 of its id.
+///
+/// Knowing a key does not let anyone present the session's cookie, so keys
+/// may appear in store listings and logs. [`Display`](fmt::Display) gives 64
+/// lowercase hex digits, safe for file names and Redis keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// The 32 bytes of the key.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Builds a key from its 32 bytes (for stores that keep keys in binary).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SessionKey(bytes)
+    }
+
+    /// Parses the 64-hex-digit form written by `Display`.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            out[i] = (hi * 16 + lo) as u8;
+        }
+        Some(SessionKey(out))
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_garbage() {
+        let id = SessionId::random().expect("os rng");
+        let text = id.expose();
+        assert_eq!(text.len(), ID_COOKIE_LEN);
+        assert_eq!(SessionId::parse(&text), Some(id.clone()));
+        assert_eq!(SessionId::parse(""), None);
+        assert_eq!(SessionId::parse(&text[1..]), None);
+        assert_eq!(SessionId::parse(&format!("{text}A")), None);
+        assert_eq!(SessionId::parse("!!!!!!!!!!!!!!!!!!!!!!"), None);
+        assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+        let key = id.key();
+        assert_eq!(SessionKey::from_hex(&key.to_string()), Some(key));
+        assert_ne!(SessionId::random().expect("os rng"), id);
+    }
+
+    #[test]
+    fn non_canonical_encoding_is_rejected() {
+        let id = SessionId([0xff; 16]);
+        let text = id.expose();
+        let mut other = text.clone();
+        // The last char carries 2 spare bits; flip one of them.
+        other.pop();
+        other.push('_');
+        assert_ne!(other, text);
+        assert_eq!(SessionId::parse(&other), None);
+    }
+}

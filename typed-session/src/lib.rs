@@ -1,0 +1,86 @@
+//! Typed, validated, versioned sessions for axum.
+//!
+//! The session is a struct. `#[derive(SessionSchema)]` gives it accessors,
+//! validation on every write and load, versioned migrations of stored data
+//! and flash messages; [`TypedSession<S>`] extracts it in a handler;
+//! [`SessionLayer`] loads it from a [store](store) and saves what changed.
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use serde::{Deserialize, Serialize};
+//! use typed_session::{Flash, SessionLayer, SessionSchema, TypedSession, ValidationError};
+//! use typed_session::store::MemoryStore;
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Item { sku: u32, qty: u32 }
+//!
+//! fn at_most_ten(cart: &Vec<Item>) -> Result<(), String> {
+//!     if cart.len() <= 10 { Ok(()) } else { Err("at most 10 items".into()) }
+//! }
+//!
+//! #[derive(SessionSchema)]
+//! struct Shop {
+//!     #[session(readonly)]
+//!     user_id: Option<u64>,
+//!     #[session(validate = at_most_ten)]
+//!     cart: Vec<Item>,
+//!     #[session(flash)]
+//!     notices: Flash<String>,
+//! }
+//!
+//! async fn add(session: TypedSession<Shop>) -> Result<String, ValidationError> {
+//!     let len = session.update_cart(|c| { c.push(Item { sku: 1, qty: 1 }); c.len() })?;
+//!     session.notices().push("added".into());
+//!     Ok(format!("{len} items"))
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/cart", post(add))
+//!     .layer(SessionLayer::new(MemoryStore::new()));
+//! # let _ = app;
+//! ```
+//!
+//! # Attributes
+//!
+//! On the struct: `version = N`, `migrate(from = K, with = path)` for every
+//! K below N, `validate = path` (a `fn(&Self) -> Result<(), E: Display>`),
+//! `crate = "path"`. On a field: `validate = path` (`fn(&T) -> Result<(), E:
+//! Display>`), `on_invalid = "reset" | "destroy" | "reject"` (what loading
+//! does with a stored value that fails to parse or validate; `reset` by
+//! default), `flash` (on `Flash<T>` fields), `readonly` (set only at
+//! creation or in [`TypedSession::regenerate_with`]), `rename = "key"`,
+//! `default` / `default = path`, `skip` (never stored).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod codec;
+mod config;
+mod error;
+mod extract;
+mod flash;
+mod id;
+mod layer;
+mod rejection;
+mod schema;
+mod session;
+
+pub mod clock;
+pub mod store;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use config::{ConfigError, Driver, MIN_KEY_BYTES, SameSite, SessionConfig, SigningKey};
+pub use error::{Error, FieldError, LoadError, MigrationError, StoreError, ValidationError};
+pub use flash::{Flash, FlashHandle};
+pub use id::{SessionId, SessionKey};
+pub use layer::{SessionLayer, SessionService};
+pub use rejection::SessionRejection;
+pub use schema::{OnInvalid, SessionSchema};
+pub use session::{SessionView, TypedSession};
+
+/// Derives [`SessionSchema`](trait@SessionSchema) for a struct with named fields.
+#[cfg(feature = "derive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
+pub use typed_session_derive::SessionSchema;

@@ -1,0 +1,84 @@
+//! What `#[derive(SessionSchema)]` expands to. Not public API: no semver
+//! guarantees, may change in any release.
+
+use std::fmt::Display;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use crate::error::{MigrationError, ValidationError};
+pub use crate::flash::{Flash, FlashHandle};
+pub use crate::schema::{FieldMeta, HandleFor, OnInvalid, SessionSchema, StubHandle};
+pub use crate::session::Core;
+pub use serde_json::Error as JsonError;
+pub use serde_json::Value;
+pub use std::vec::Vec;
+
+/// What a session field's type must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a session",
+    label = "this field's type must implement `Serialize`, `Deserialize`, `Clone`, `Send` and `Sync`",
+    note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`, or mark the field `#[session(skip)]`"
+)]
+pub trait SessionValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SessionValue for T {}
+
+/// Never implemented: the bound on the setters of a `readonly` field.
+#[diagnostic::on_unimplemented(
+    message = "this session field is read-only",
+    label = "read-only fields have no setter",
+    note = "set a `#[session(readonly)]` field inside `session.regenerate_with(|s| ...)` (at login), or when the session is created"
+)]
+pub trait ReadonlyField {
+    #[doc(hidden)]
+    fn unreachable(self) -> core::convert::Infallible;
+}
+
+/// Never implemented: the bound on the setters of a `flash` field.
+#[diagnostic::on_unimplemented(
+    message = "a flash field has no setter",
+    label = "flash fields are written with `push`",
+    note = "use `session.field().push(message)` for the next request, or `.now(message)` for this one"
+)]
+pub trait FlashField {
+    #[doc(hidden)]
+    fn unreachable(self) -> core::convert::Infallible;
+}
+
+pub fn encode<T: SessionValue>(out: &mut Vec<u8>, value: &T) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, value)
+}
+
+pub fn decode<T: SessionValue>(raw: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(raw)
+}
+
+pub fn migration_fn(
+    f: fn(serde_json::Value) -> Result<serde_json::Value, MigrationError>,
+) -> fn(serde_json::Value) -> Result<serde_json::Value, MigrationError> {
+    f
+}
+
+pub fn field_validator<T, E: Display>(f: fn(&T) -> Result<(), E>) -> fn(&T) -> Result<(), E> {
+    f
+}
+
+pub fn container_validator<S, E: Display>(f: fn(&S) -> Result<(), E>) -> fn(&S) -> Result<(), E> {
+    f
+}
+
+pub fn default_fn<T>(f: fn() -> T) -> fn() -> T {
+    f
+}
+
+pub fn check_field<E: Display>(
+    field: &'static str,
+    result: Result<(), E>,
+) -> Result<(), ValidationError> {
+    result.map_err(|e| ValidationError::field_invalid(field, e))
+}
+
+pub fn check_container<E: Display>(result: Result<(), E>) -> Result<(), ValidationError> {
+    result.map_err(ValidationError::struct_invalid)
+}

@@ -1,0 +1,108 @@
+//! Why a request could not get its session: typed, with fixed status and body.
+
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+
+/// A request the session runtime refused. Each variant has a fixed status and
+/// a generic body; the cause is logged, never sent.
+///
+/// ```
+/// use http::StatusCode;
+/// use typed_session::SessionRejection;
+///
+/// let r = SessionRejection::StoreUnavailable;
+/// assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(r.body_text(), "session store unavailable");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionRejection {
+    /// The handler extracts a session but the route is not wrapped in a `SessionLayer`.
+    #[error(
+        "missing session layer: add `.layer(typed_session::SessionLayer::new(store))` to the router around this route"
+    )]
+    MissingLayer,
+    /// The store failed (down, timed out); the cause is logged at `error`.
+    #[error("session store unavailable")]
+    StoreUnavailable,
+    /// A stored field with `on_invalid = "reject"` failed to parse or validate.
+    #[error("invalid session")]
+    InvalidSession,
+    /// The stored session was written by a newer version of the code.
+    #[error("session unavailable")]
+    UnsupportedVersion,
+    /// Two different session types were extracted in one request.
+    #[error("one request used two different session types")]
+    SchemaMismatch,
+    /// The session changed concurrently so often that the save gave up; retry.
+    #[error("session busy, retry")]
+    Busy,
+    /// The handler wrote to a session that another request destroyed (or
+    /// that expired) meanwhile; the write was not saved.
+    #[error("session ended")]
+    SessionEnded,
+}
+
+impl SessionRejection {
+    /// The HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            SessionRejection::MissingLayer | SessionRejection::SchemaMismatch => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            SessionRejection::StoreUnavailable
+            | SessionRejection::UnsupportedVersion
+            | SessionRejection::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            SessionRejection::InvalidSession => StatusCode::BAD_REQUEST,
+            SessionRejection::SessionEnded => StatusCode::CONFLICT,
+        }
+    }
+
+    /// The body of the response.
+    pub fn body_text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        if matches!(
+            self,
+            SessionRejection::MissingLayer | SessionRejection::SchemaMismatch
+        ) {
+            tracing::error!(rejection = %self, "session extractor misconfigured");
+        }
+        (self.status(), self.body_text()).into_response()
+    }
+}
+
+impl IntoResponse for crate::ValidationError {
+    fn into_response(self) -> Response {
+        (StatusCode::UNPROCESSABLE_ENTITY, self.to_string()).into_response()
+    }
+}
+
+impl From<&crate::Error> for SessionRejection {
+    fn from(err: &crate::Error) -> Self {
+        match err {
+            crate::Error::Conflict => SessionRejection::Busy,
+            crate::Error::Destroyed => SessionRejection::SessionEnded,
+            crate::Error::Load(crate::LoadError::FutureVersion { .. }) => {
+                SessionRejection::UnsupportedVersion
+            }
+            _ => SessionRejection::StoreUnavailable,
+        }
+    }
+}
+
+impl IntoResponse for crate::Error {
+    fn into_response(self) -> Response {
+        match &self {
+            crate::Error::Validation(v) => v.clone().into_response(),
+            other => {
+                tracing::error!(cause = %crate::session::error_chain(other), "session save failed");
+                SessionRejection::from(other).into_response()
+            }
+        }
+    }
+}

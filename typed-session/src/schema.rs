@@ -1,0 +1,120 @@
+//! The [`SessionSchema`] trait that `#[derive(SessionSchema)]` implements.
+
+use crate::error::{MigrationError, ValidationError};
+use crate::session::Core;
+
+/// A struct that can be stored as a typed session.
+///
+/// Implemented by `#[derive(SessionSchema)]`; implementing it by hand is not
+/// supported (the hidden items are the derive's contract with the runtime and
+/// may change in any release).
+///
+/// ```
+/// use typed_session::{Flash, SessionSchema};
+///
+/// #[derive(SessionSchema)]
+/// struct Visit {
+///     count: u32,
+///     #[session(flash)]
+///     notices: Flash<String>,
+/// }
+///
+/// assert_eq!(<Visit as SessionSchema>::VERSION, 1);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a session schema",
+    label = "`{Self}` does not derive `SessionSchema`",
+    note = "add `#[derive(SessionSchema)]` to the definition of `{Self}`"
+)]
+pub trait SessionSchema: Sized + Send + Sync + 'static {
+    /// The version of the stored data this code writes
+    /// (`#[session(version = N)]`, 1 when not given).
+    const VERSION: u32;
+
+    #[doc(hidden)]
+    const FIELDS: &'static [FieldMeta];
+
+    #[doc(hidden)]
+    type Handle: HandleFor<Self>;
+
+    #[doc(hidden)]
+    type View: HandleFor<Self>;
+
+    #[doc(hidden)]
+    fn fresh() -> Self;
+
+    #[doc(hidden)]
+    fn clone_schema(&self) -> Self;
+
+    /// Upgrades the stored data of version `from` to version `from + 1`.
+    #[doc(hidden)]
+    fn migrate(from: u32, data: serde_json::Value) -> Result<serde_json::Value, MigrationError>;
+
+    #[doc(hidden)]
+    fn decode_field(&mut self, index: usize, raw: &str) -> Result<(), serde_json::Error>;
+
+    #[doc(hidden)]
+    fn encode_field(&self, index: usize, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+
+    #[doc(hidden)]
+    fn validate_field(&self, index: usize) -> Result<(), ValidationError>;
+
+    /// Runs the struct-level rule (`#[session(validate = path)]`).
+    #[doc(hidden)]
+    fn validate(&self) -> Result<(), ValidationError>;
+
+    #[doc(hidden)]
+    fn reset_field(&mut self, index: usize);
+}
+
+/// What the runtime knows about one field.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct FieldMeta {
+    /// The Rust field name.
+    pub name: &'static str,
+    /// The key in stored data (`rename`).
+    pub key: &'static str,
+    /// `false` for `#[session(skip)]`.
+    pub stored: bool,
+    /// `#[session(flash)]`.
+    pub flash: bool,
+    /// `#[session(readonly)]`.
+    pub readonly: bool,
+    /// `#[session(on_invalid = ...)]`.
+    pub on_invalid: OnInvalid,
+}
+
+/// What loading does with a stored field that fails to parse or validate
+/// (`#[session(on_invalid = "...")]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnInvalid {
+    /// Replace the field with its default and write the session back (the default).
+    Reset,
+    /// Delete the whole session and continue with a new anonymous one.
+    Destroy,
+    /// Reject the request with [`SessionRejection::InvalidSession`](crate::SessionRejection).
+    Reject,
+}
+
+/// Generated handle types: built from, and giving access to, the shared state.
+#[doc(hidden)]
+pub trait HandleFor<S: SessionSchema>: Send + Sync + 'static {
+    fn from_core(core: Core<S>) -> Self;
+    fn core(&self) -> &Core<S>;
+}
+
+/// The handle used by the derive's error fallback; it has no accessors.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StubHandle<S: SessionSchema>(Core<S>);
+
+impl<S: SessionSchema> HandleFor<S> for StubHandle<S> {
+    fn from_core(core: Core<S>) -> Self {
+        StubHandle(core)
+    }
+    fn core(&self) -> &Core<S> {
+        &self.0
+    }
+}

@@ -1,0 +1,264 @@
+//! [`MemoryStore`]: a bounded, sharded in-process store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::{Record, SaveOutcome, SessionStore};
+use crate::clock::{from_unix_millis, unix_millis};
+use crate::error::StoreError;
+use crate::id::SessionKey;
+
+const SHARDS: usize = 64;
+/// Every this many inserts into a shard, the shard drops its expired records.
+const SWEEP_EVERY: u64 = 1024;
+
+/// Sessions kept in this process's memory.
+///
+/// * Sharded (64 locks), so concurrent requests on different sessions rarely
+///   contend; one load is a read lock and a reference-count increment, no copy.
+/// * Bounded: at most `capacity` sessions (default 1,000,000). When a shard is
+///   full, it first drops expired sessions and then, if still full, the
+///   session closest to expiry (logged at `warn`).
+/// * Expired sessions are never returned and are swept every 1,024 inserts per shard.
+///
+/// Data lives as long as the process: use [`FileStore`](crate::store) or Redis
+/// to survive restarts or to share sessions between instances. Clones share the
+/// same sessions.
+///
+/// ```
+/// use typed_session::{SessionLayer, store::MemoryStore};
+///
+/// let store = MemoryStore::with_capacity(10_000);
+/// let layer = SessionLayer::new(store.clone());
+/// assert_eq!(store.len(), 0);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Box<[Shard]>,
+    per_shard: usize,
+}
+
+struct Shard {
+    map: RwLock<HashMap<Key, Entry, BuildHasherDefault<KeyHasher>>>,
+    inserts: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key([u8; 32]);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Keys are SHA-256 outputs: any 8 bytes are already uniformly spread.
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(word));
+    }
+}
+
+/// Passes the key's own bits through (see `Key::hash`).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+struct Entry {
+    data: Bytes,
+    revision: u64,
+    expires_ms: u64,
+}
+
+impl Entry {
+    fn live(&self, now_ms: u64) -> bool {
+        self.expires_ms > now_ms
+    }
+
+    fn to_record(&self) -> Record {
+        Record {
+            data: self.data.clone(),
+            revision: self.revision,
+            expires_at: from_unix_millis(self.expires_ms),
+        }
+    }
+
+    fn from_record(record: Record) -> Self {
+        Entry {
+            data: record.data,
+            revision: record.revision,
+            expires_ms: unix_millis(record.expires_at),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A store for up to 1,000,000 sessions.
+    pub fn new() -> Self {
+        MemoryStore::with_capacity(1_000_000)
+    }
+
+    /// A store for up to `capacity` sessions (at least 64).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS)
+            .map(|_| Shard {
+                map: RwLock::new(HashMap::default()),
+                inserts: AtomicU64::new(0),
+            })
+            .collect();
+        MemoryStore {
+            inner: Arc::new(Inner { shards, per_shard }),
+        }
+    }
+
+    /// The number of sessions held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| read(&s.map).len()).sum()
+    }
+
+    /// `true` when no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every expired session now (they are also dropped as the store is used).
+    pub fn sweep(&self) {
+        let now = unix_millis(SystemTime::now());
+        for shard in self.inner.shards.iter() {
+            write(&shard.map).retain(|_, e| e.live(now));
+        }
+    }
+
+    fn shard(&self, key: &SessionKey) -> &Shard {
+        let b = key.as_bytes();
+        &self.inner.shards[usize::from(b[8]) % SHARDS]
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("capacity", &(self.inner.per_shard * SHARDS))
+            .finish_non_exhaustive()
+    }
+}
+
+// A poisoned lock only means a panic elsewhere while holding it; every write
+// below leaves the map consistent, so the data is still good.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shard {
+    /// Makes room for one more entry; called with the write lock held.
+    fn make_room(
+        &self,
+        map: &mut HashMap<Key, Entry, BuildHasherDefault<KeyHasher>>,
+        per_shard: usize,
+        now: u64,
+    ) {
+        let n = self.inserts.fetch_add(1, Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 || map.len() >= per_shard {
+            map.retain(|_, e| e.live(now));
+        }
+        if map.len() >= per_shard {
+            let victim = map
+                .iter()
+                .min_by_key(|(_, e)| e.expires_ms)
+                .map(|(k, _)| *k);
+            if let Some(victim) = victim {
+                map.remove(&victim);
+                tracing::warn!(
+                    capacity = per_shard * SHARDS,
+                    "memory session store is full; evicted the session closest to expiry"
+                );
+            }
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let now = unix_millis(SystemTime::now());
+        let shard = self.shard(key);
+        let map = read(&shard.map);
+        Ok(map
+            .get(&Key(*key.as_bytes()))
+            .filter(|e| e.live(now))
+            .map(Entry::to_record))
+    }
+
+    async fn create(&self, key: &SessionKey, record: Record) -> Result<bool, StoreError> {
+        let now = unix_millis(SystemTime::now());
+        let shard = self.shard(key);
+        let mut map = write(&shard.map);
+        let k = Key(*key.as_bytes());
+        if map.get(&k).is_some_and(|e| e.live(now)) {
+            return Ok(false);
+        }
+        shard.make_room(&mut map, self.inner.per_shard, now);
+        map.insert(k, Entry::from_record(record));
+        Ok(true)
+    }
+
+    async fn save(
+        &self,
+        key: &SessionKey,
+        record: Record,
+        expected: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        let now = unix_millis(SystemTime::now());
+        let shard = self.shard(key);
+        let mut map = write(&shard.map);
+        match map.get_mut(&Key(*key.as_bytes())) {
+            Some(entry) if entry.live(now) => {
+                if entry.revision == expected {
+                    *entry = Entry::from_record(record);
+                    Ok(SaveOutcome::Saved)
+                } else {
+                    Ok(SaveOutcome::Conflict(Some(entry.to_record())))
+                }
+            }
+            _ => Ok(SaveOutcome::Conflict(None)),
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let shard = self.shard(key);
+        write(&shard.map).remove(&Key(*key.as_bytes()));
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Where sessions are kept: the [`SessionStore`] trait and its backends.
+//!
+//! A store keeps opaque [`Record`]s under [`SessionKey`]s. It never sees
+//! session ids (only their SHA-256) nor typed data (the runtime encodes it).
+//! It must give three guarantees:
+//!
+//! * `create` is create-if-absent: it never overwrites.
+//! * `save` is compare-and-set on [`Record::revision`]: it writes only if the
+//!   stored revision is `expected`, and otherwise reports the stored record so
+//!   the runtime can merge. This is what keeps two concurrent requests from
+//!   losing each other's writes.
+//! * `load` never returns a record past its [`Record::expires_at`].
+//!
+//! # A custom store
+//!
+//! A complete store over a `Mutex<HashMap>` (the built-in [`MemoryStore`] is
+//! a faster, bounded version of the same):
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Mutex;
+//! use std::time::SystemTime;
+//!
+//! use typed_session::store::{Record, SaveOutcome, SessionStore};
+//! use typed_session::{SessionKey, StoreError};
+//!
+//! #[derive(Debug, Default)]
+//! struct MapStore(Mutex<HashMap<SessionKey, Record>>);
+//!
+//! impl MapStore {
+//!     fn map(&self) -> Result<std::sync::MutexGuard<'_, HashMap<SessionKey, Record>>, StoreError> {
+//!         self.0.lock().map_err(|_| StoreError::new("lock poisoned"))
+//!     }
+//! }
+//!
+//! impl SessionStore for MapStore {
+//!     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+//!         let map = self.map()?;
+//!         Ok(map.get(key).filter(|r| r.expires_at > SystemTime::now()).cloned())
+//!     }
+//!
+//!     async fn create(&self, key: &SessionKey, record: Record) -> Result<bool, StoreError> {
+//!         let mut map = self.map()?;
+//!         let live = map.get(key).is_some_and(|r| r.expires_at > SystemTime::now());
+//!         if live {
+//!             return Ok(false);
+//!         }
+//!         map.insert(*key, record);
+//!         Ok(true)
+//!     }
+//!
+//!     async fn save(&self, key: &SessionKey, record: Record, expected: u64) -> Result<SaveOutcome, StoreError> {
+//!         let mut map = self.map()?;
+//!         match map.get(key).filter(|r| r.expires_at > SystemTime::now()) {
+//!             Some(current) if current.revision == expected => {
+//!                 map.insert(*key, record);
+//!                 Ok(SaveOutcome::Saved)
+//!             }
+//!             current => Ok(SaveOutcome::Conflict(current.cloned())),
+//!         }
+//!     }
+//!
+//!     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+//!         self.map()?.remove(key);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let layer = typed_session::SessionLayer::new(MapStore::default());
+//! # let _ = layer;
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::error::StoreError;
+use crate::id::SessionKey;
+
+#[cfg(feature = "memory-store")]
+mod memory;
+#[cfg(feature = "memory-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory-store")))]
+pub use memory::MemoryStore;
+
+/// One stored session: opaque bytes, a revision and an expiry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The encoded session (written and read by the runtime only).
+    pub data: Bytes,
+    /// 1 when created, one more on every save.
+    pub revision: u64,
+    /// When the store may forget the record; `load` must not return it after this.
+    pub expires_at: SystemTime,
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The payload is personal data: its size only.
+        f.debug_struct("Record")
+            .field("data_len", &self.data.len())
+            .field("revision", &self.revision)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The result of a compare-and-set [`SessionStore::save`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// The record was written.
+    Saved,
+    /// The stored revision was not the expected one: here is what is stored
+    /// now, or `None` when the session is gone (deleted or expired).
+    Conflict(Option<Record>),
+}
+
+/// A backend that keeps session records. See the [module docs](self) for the
+/// contract and a complete example.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The live record under `key`, or `None`.
+    fn load(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Stores `record` if no live record exists under `key`; `Ok(false)` if one does.
+    fn create(
+        &self,
+        key: &SessionKey,
+        record: Record,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Replaces the record under `key` if its revision is `expected`.
+    fn save(
+        &self,
+        key: &SessionKey,
+        record: Record,
+        expected: u64,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send;
+
+    /// Removes the record under `key` (no error if there is none).
+    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe form of [`SessionStore`], used behind the layer.
+pub(crate) trait ErasedStore: Send + Sync + 'static {
+    fn load<'a>(&'a self, key: &'a SessionKey)
+    -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn create<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: Record,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn save<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: Record,
+        expected: u64,
+    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>>;
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+impl<T: SessionStore> ErasedStore for T {
+    fn load<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(SessionStore::load(self, key))
+    }
+    fn create<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: Record,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::create(self, key, record))
+    }
+    fn save<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: Record,
+        expected: u64,
+    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>> {
+        Box::pin(SessionStore::save(self, key, record, expected))
+    }
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SessionStore::delete(self, key))
+    }
+}
