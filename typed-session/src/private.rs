@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 pub use crate::error::{MigrationError, ValidationError};
 pub use crate::flash::{Flash, FlashHandle};
 pub use crate::schema::{FieldMeta, HandleFor, OnInvalid, SessionSchema, StubHandle};
-pub use crate::session::Core;
+pub use crate::session::{Core, ReadCore};
 pub use serde_json::Error as JsonError;
 pub use serde_json::Value;
 pub use std::vec::Vec;
@@ -46,12 +46,28 @@ pub trait FlashField {
     fn unreachable(self) -> core::convert::Infallible;
 }
 
-pub fn encode<T: SessionValue>(out: &mut Vec<u8>, value: &T) -> Result<(), serde_json::Error> {
-    serde_json::to_writer(out, value)
+/// The JSON codec of one field type. One generic entry point, so that a type
+/// that is not storable gives one error per missing trait, not one per use.
+pub struct Codec<T> {
+    encode: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>,
+    decode: fn(&str) -> Result<T, serde_json::Error>,
 }
 
-pub fn decode<T: SessionValue>(raw: &str) -> Result<T, serde_json::Error> {
-    serde_json::from_str(raw)
+pub fn codec<T: SessionValue>() -> Codec<T> {
+    Codec {
+        encode: |out, value| serde_json::to_writer(out, value),
+        decode: |raw| serde_json::from_str(raw),
+    }
+}
+
+impl<T> Codec<T> {
+    pub fn encode(self, out: &mut Vec<u8>, value: &T) -> Result<(), serde_json::Error> {
+        (self.encode)(out, value)
+    }
+
+    pub fn decode(self, raw: &str) -> Result<T, serde_json::Error> {
+        (self.decode)(raw)
+    }
 }
 
 pub fn migration_fn(

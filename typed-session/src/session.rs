@@ -48,6 +48,38 @@ impl<S: SessionSchema> fmt::Debug for Core<S> {
     }
 }
 
+/// Read-only access to a [`Core`], held by generated view types so that a
+/// view offers no path to a write.
+#[doc(hidden)]
+pub struct ReadCore<S: SessionSchema>(Core<S>);
+
+impl<S: SessionSchema> ReadCore<S> {
+    pub fn new(core: Core<S>) -> Self {
+        ReadCore(core)
+    }
+
+    /// Runs `f` with the whole value.
+    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        self.0.read(f)
+    }
+
+    /// A copy of the whole value.
+    pub fn snapshot(&self) -> S {
+        self.0.snapshot()
+    }
+
+    /// For generated code only.
+    pub fn __core(&self) -> &Core<S> {
+        &self.0
+    }
+}
+
+impl<S: SessionSchema> fmt::Debug for ReadCore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
 pub(crate) struct CoreInner<S> {
     state: Mutex<State<S>>,
     shared: Option<Arc<Shared>>,

@@ -1,0 +1,8 @@
+use typed_session::SessionSchema;
+
+#[derive(SessionSchema)]
+struct Shop<T> {
+    cart: Vec<T>,
+}
+
+fn main() {}

@@ -1,0 +1,15 @@
+use typed_session::{SessionSchema, SessionView, TypedSession};
+
+#[derive(SessionSchema)]
+struct Shop {
+    cart: Vec<u32>,
+}
+
+fn handler(view: SessionView<Shop>) {
+    let _ = view.set_cart(vec![1]);
+    let _ = view.update(|shop| shop.cart.clear());
+}
+
+fn main() {
+    handler(TypedSession::detached(Shop { cart: vec![] }).view());
+}
