@@ -10,7 +10,7 @@ use crate::ast::{Field, Input};
 use crate::ctxt::Ctxt;
 
 /// The most fields a session struct may have: change tracking is one bit per field.
-pub(crate) const MAX_FIELDS: usize = 64;
+pub(crate) const MAX_FIELDS: usize = 128;
 
 pub(crate) fn check(cx: &Ctxt, input: &Input) {
     check_migration_chain(cx, input);

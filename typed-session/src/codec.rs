@@ -16,6 +16,9 @@ use serde_json::value::RawValue;
 use crate::error::{FieldError, LoadError};
 use crate::schema::{OnInvalid, SessionSchema};
 
+/// One bit per field (at most 128 fields).
+pub(crate) type FieldMask = u128;
+
 /// Timestamps and settings kept beside the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
@@ -42,18 +45,18 @@ struct RawEnvelope<'a> {
 /// migrations), and the header.
 pub(crate) struct Decoded<S> {
     pub(crate) value: S,
-    pub(crate) changed: u64,
+    pub(crate) changed: FieldMask,
     pub(crate) header: Header,
     pub(crate) migrated_from: Option<u32>,
 }
 
 /// All stored fields.
-pub(crate) fn stored_mask<S: SessionSchema>() -> u64 {
+pub(crate) fn stored_mask<S: SessionSchema>() -> FieldMask {
     S::FIELDS
         .iter()
         .enumerate()
         .filter(|(_, f)| f.stored)
-        .fold(0u64, |mask, (i, _)| mask | (1u64 << i))
+        .fold(0u128, |mask, (i, _)| mask | (1u128 << i))
 }
 
 pub(crate) fn encode<S: SessionSchema>(
@@ -133,7 +136,7 @@ pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadE
 
 /// Decodes the data object field by field, applying each field's `on_invalid`
 /// policy. Returns the value and the fields reset on the way.
-fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, u64), LoadError> {
+fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, FieldMask), LoadError> {
     let mut slots: Vec<Option<&RawValue>> = vec![None; S::FIELDS.len()];
     let mut de = serde_json::Deserializer::from_str(data);
     Splitter::<S> {
@@ -145,7 +148,7 @@ fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, u64), LoadError> {
     de.end().map_err(LoadError::Corrupt)?;
 
     let mut value = S::fresh();
-    let mut changed = 0u64;
+    let mut changed: FieldMask = 0;
     for (index, slot) in slots.into_iter().enumerate() {
         let meta = &S::FIELDS[index];
         let Some(raw) = slot else { continue };
@@ -160,7 +163,7 @@ fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, u64), LoadError> {
                 OnInvalid::Reset => {
                     tracing::debug!(field = meta.name, reason = %source, "stored session field invalid; reset to its default");
                     value.reset_field(index);
-                    changed |= 1u64 << index;
+                    changed |= 1u128 << index;
                 }
                 OnInvalid::Destroy => {
                     return Err(LoadError::Destroy(FieldError::new(meta.name, Some(source))));
@@ -252,7 +255,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 pub(crate) fn merge<S: SessionSchema>(
     theirs: &[u8],
     ours: &S,
-    changed: u64,
+    changed: FieldMask,
     header: &Header,
 ) -> Result<Vec<u8>, LoadError> {
     let raw: RawEnvelope<'_> = serde_json::from_slice(theirs).map_err(LoadError::Corrupt)?;
@@ -265,7 +268,7 @@ pub(crate) fn merge<S: SessionSchema>(
     let mut map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(raw.d.get()).map_err(LoadError::Corrupt)?;
     for (index, meta) in S::FIELDS.iter().enumerate() {
-        if changed & (1u64 << index) == 0 || !meta.stored {
+        if changed & (1u128 << index) == 0 || !meta.stored {
             continue;
         }
         let mut buf = Vec::new();

@@ -27,8 +27,10 @@ impl SessionId {
         Ok(SessionId(bytes))
     }
 
-    /// Parses a cookie value; `None` for anything that is not exactly an id.
-    pub(crate) fn parse(value: &str) -> Option<Self> {
+    /// Parses the id part of a cookie value (before any `.` signature);
+    /// `None` for anything that is not exactly an id. For admin tools that
+    /// need the [`SessionKey`] of a cookie; the runtime verifies signatures itself.
+    pub fn from_cookie_value(value: &str) -> Option<Self> {
         if value.len() != ID_COOKIE_LEN {
             return None;
         }
@@ -124,11 +126,11 @@ mod tests {
         let id = SessionId::random().expect("os rng");
         let text = id.expose();
         assert_eq!(text.len(), ID_COOKIE_LEN);
-        assert_eq!(SessionId::parse(&text), Some(id.clone()));
-        assert_eq!(SessionId::parse(""), None);
-        assert_eq!(SessionId::parse(&text[1..]), None);
-        assert_eq!(SessionId::parse(&format!("{text}A")), None);
-        assert_eq!(SessionId::parse("!!!!!!!!!!!!!!!!!!!!!!"), None);
+        assert_eq!(SessionId::from_cookie_value(&text), Some(id.clone()));
+        assert_eq!(SessionId::from_cookie_value(""), None);
+        assert_eq!(SessionId::from_cookie_value(&text[1..]), None);
+        assert_eq!(SessionId::from_cookie_value(&format!("{text}A")), None);
+        assert_eq!(SessionId::from_cookie_value("!!!!!!!!!!!!!!!!!!!!!!"), None);
         assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
         let key = id.key();
         assert_eq!(SessionKey::from_hex(&key.to_string()), Some(key));
@@ -144,6 +146,6 @@ mod tests {
         other.pop();
         other.push('_');
         assert_ne!(other, text);
-        assert_eq!(SessionId::parse(&other), None);
+        assert_eq!(SessionId::from_cookie_value(&other), None);
     }
 }

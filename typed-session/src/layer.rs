@@ -158,14 +158,21 @@ impl Shared {
             Some((id, tag)) => (id, Some(tag)),
             None => (value, None),
         };
-        let Some(id) = SessionId::parse(id_part) else {
+        let Some(id) = SessionId::from_cookie_value(id_part) else {
             return CookieInput::Invalid;
         };
+        let tag_shaped = |t: &str| {
+            t.len() == 22
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
         if self.keys.is_empty() {
-            // Signing is off: a tag from an earlier configuration is dropped.
-            return CookieInput::Valid {
-                id,
-                resign: tag_part.is_some(),
+            // Signing is off: a tag from an earlier configuration is dropped
+            // (and the cookie re-sent without it); anything else is tampering.
+            return match tag_part {
+                None => CookieInput::Valid { id, resign: false },
+                Some(t) if tag_shaped(t) => CookieInput::Valid { id, resign: true },
+                Some(_) => CookieInput::Invalid,
             };
         }
         let Some(tag_part) = tag_part else {

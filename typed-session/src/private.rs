@@ -48,6 +48,7 @@ pub trait FlashField {
 
 /// The JSON codec of one field type. One generic entry point, so that a type
 /// that is not storable gives one error per missing trait, not one per use.
+#[allow(missing_debug_implementations)]
 pub struct Codec<T> {
     encode: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>,
     decode: fn(&str) -> Result<T, serde_json::Error>,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{from_unix_millis, unix_millis};
-use crate::codec::{self, Header};
+use crate::codec::{self, FieldMask, Header};
 use crate::error::{Error, LoadError, ValidationError};
 use crate::flash::{Flash, FlashHandle};
 use crate::id::SessionId;
@@ -17,7 +17,7 @@ use crate::schema::{HandleFor, SessionSchema};
 use crate::store::{Record, SaveOutcome};
 
 /// How often a concurrent save re-reads and merges before giving up.
-const MAX_MERGES: usize = 8;
+const MAX_MERGES: usize = 16;
 /// How often a create retries with a fresh id if the id is taken (it never is).
 const MAX_CREATE_TRIES: usize = 3;
 /// A record with no timeout at all is still dropped after this long (the
@@ -103,7 +103,7 @@ pub(crate) enum CookieOut {
 struct State<S> {
     value: S,
     /// One bit per field changed since the last save.
-    changed: u64,
+    changed: FieldMask,
     /// `None` while nothing is stored.
     id: Option<SessionId>,
     revision: u64,
@@ -157,7 +157,7 @@ impl<S: SessionSchema> State<S> {
 
     fn mark(&mut self, index: usize) {
         if S::FIELDS.get(index).is_some_and(|f| f.stored) {
-            self.changed |= 1u64 << index;
+            self.changed |= 1u128 << index;
         }
     }
 }
@@ -475,7 +475,13 @@ impl<S: SessionSchema> Core<S> {
         Ok(())
     }
 
-    async fn execute(&self, shared: &Shared, plan: Plan, mask: u64, now: u64) -> Result<(), Error> {
+    async fn execute(
+        &self,
+        shared: &Shared,
+        plan: Plan,
+        mask: FieldMask,
+        now: u64,
+    ) -> Result<(), Error> {
         match plan {
             Plan::Nothing => Ok(()),
             Plan::Create(data, header) => {
