@@ -1,1 +1,130 @@
-fn main() {}
+//! The load-test server of `../shared/bench` (route contract in its README):
+//! `PORT=3101 bench_server --store memory`.
+
+use std::process::ExitCode;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use typed_session::store::MemoryStore;
+use typed_session::{SessionLayer, SessionSchema, SessionView, TypedSession};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Item {
+    sku: u32,
+    qty: u32,
+}
+
+const CART_CAP: usize = 10;
+
+fn cart_within_cap(cart: &[Item]) -> Result<(), String> {
+    if cart.len() <= CART_CAP {
+        Ok(())
+    } else {
+        Err(format!("at most {CART_CAP} items"))
+    }
+}
+
+#[derive(SessionSchema)]
+struct Bench {
+    #[session(readonly)]
+    user_id: Option<u64>,
+    #[session(validate = cart_within_cap)]
+    cart: Vec<Item>,
+}
+
+async fn login(session: TypedSession<Bench>) -> &'static str {
+    let _ = session.regenerate_with(|s| {
+        s.user_id = Some(42);
+        s.cart.clear();
+    });
+    "ok"
+}
+
+async fn profile(session: Option<SessionView<Bench>>) -> Result<String, StatusCode> {
+    let session = session.ok_or(StatusCode::UNAUTHORIZED)?;
+    session.read(|s| match s.user_id {
+        Some(id) => Ok(format!("user_id={id} cart_len={}", s.cart.len())),
+        None => Err(StatusCode::UNAUTHORIZED),
+    })
+}
+
+async fn cart(session: Option<TypedSession<Bench>>) -> Result<String, StatusCode> {
+    let session = session.ok_or(StatusCode::UNAUTHORIZED)?;
+    if session.user_id().is_none() {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let len = session
+        .update_cart(|cart| {
+            let sku = cart.last().map_or(1000, |i| i.sku + 1);
+            cart.push(Item { sku, qty: 1 });
+            if cart.len() > CART_CAP {
+                cart.remove(0);
+            }
+            cart.len()
+        })
+        .map_err(|_| StatusCode::UNPROCESSABLE_ENTITY)?;
+    Ok(format!("cart_len={len}"))
+}
+
+fn store_flag() -> Result<String, String> {
+    let mut args = std::env::args().skip(1);
+    let mut store = "memory".to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--store" => store = args.next().ok_or("--store needs a value")?,
+            other => {
+                if let Some(v) = other.strip_prefix("--store=") {
+                    store = v.to_owned();
+                } else {
+                    return Err(format!(
+                        "unknown argument {other:?}; usage: bench_server [--store memory]"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(store)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let store = match store_flag() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bench_server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let layer = match store.as_str() {
+        "memory" => SessionLayer::new(MemoryStore::new()),
+        other => {
+            eprintln!("bench_server: store {other:?} is not available yet (only memory)");
+            return ExitCode::from(2);
+        }
+    }
+    // The harness speaks plain HTTP.
+    .with_secure(false);
+
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/profile", get(profile))
+        .route("/cart", post(cart))
+        .layer(layer)
+        .route("/healthz", get(|| async { "ok" }));
+
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3101".to_owned());
+    let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bench_server: cannot listen on 127.0.0.1:{port}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("bench_server: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

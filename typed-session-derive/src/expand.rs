@@ -84,8 +84,8 @@ fn expand(input: &Input) -> TokenStream {
         let name = f.ident;
         let ty = f.ty;
         let key = f.name();
-        let validator = quote_spanned!(path.span()=> #ts::field_validator::<#ty, _>(#path));
-        Some(quote!(#index => #ts::check_field(#key, (#validator)(&self.#name)),))
+        let rule = quote_spanned!(path.span()=> #ts::run_field_rule::<#ty, _, _>(#key, &self.#name, #path));
+        Some(quote!(#index => #rule,))
     });
     let reset_arms = input.fields.iter().map(|f| {
         let index = f.index;

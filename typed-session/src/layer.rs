@@ -561,10 +561,10 @@ where
                 }
             };
             let headers = response.headers_mut();
-            if let Some((out, id, max_age)) = finish.cookie {
-                if let Some(value) = shared.set_cookie(out, id.as_ref(), max_age) {
-                    headers.append(SET_COOKIE, value);
-                }
+            if let Some((out, id, max_age)) = finish.cookie
+                && let Some(value) = shared.set_cookie(out, id.as_ref(), max_age)
+            {
+                headers.append(SET_COOKIE, value);
             }
             add_vary_cookie(headers);
             if !headers.contains_key(CACHE_CONTROL) {

@@ -14,7 +14,7 @@
 //! #[derive(Clone, Serialize, Deserialize)]
 //! struct Item { sku: u32, qty: u32 }
 //!
-//! fn at_most_ten(cart: &Vec<Item>) -> Result<(), String> {
+//! fn at_most_ten(cart: &[Item]) -> Result<(), String> {
 //!     if cart.len() <= 10 { Ok(()) } else { Err("at most 10 items".into()) }
 //! }
 //!

@@ -77,8 +77,19 @@ pub fn migration_fn(
     f
 }
 
-pub fn field_validator<T, E: Display>(f: fn(&T) -> Result<(), E>) -> fn(&T) -> Result<(), E> {
-    f
+/// Runs a field rule. The rule may take the field's type or anything it
+/// borrows as (`&[T]` for a `Vec<T>`, `&str` for a `String`).
+pub fn run_field_rule<T, A, E>(
+    field: &'static str,
+    value: &T,
+    rule: fn(&A) -> Result<(), E>,
+) -> Result<(), ValidationError>
+where
+    T: core::borrow::Borrow<A>,
+    A: ?Sized,
+    E: Display,
+{
+    rule(value.borrow()).map_err(|e| ValidationError::field_invalid(field, e))
 }
 
 pub fn container_validator<S, E: Display>(f: fn(&S) -> Result<(), E>) -> fn(&S) -> Result<(), E> {

@@ -3,6 +3,8 @@
 //! `TRYBUILD=overwrite cargo test -p typed-session --test compiletest`), and
 //! every `ui/pass` file must compile.
 
+#![allow(clippy::unwrap_used)]
+
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();

@@ -1,6 +1,8 @@
 //! Behaviour of derived sessions without HTTP: accessors, validation and
 //! rollback, `on_invalid` policies, migrations, flash messages.
 
+#![allow(clippy::unwrap_used)]
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use typed_session::{Flash, LoadError, MigrationError, SessionSchema, TypedSession};
@@ -28,7 +30,7 @@ fn valid_user_id(id: &Option<u64>) -> Result<(), String> {
     }
 }
 
-fn cart_within_limit(cart: &Vec<Item>) -> Result<(), String> {
+fn cart_within_limit(cart: &[Item]) -> Result<(), String> {
     if cart.len() <= 3 {
         Ok(())
     } else {
@@ -36,7 +38,7 @@ fn cart_within_limit(cart: &Vec<Item>) -> Result<(), String> {
     }
 }
 
-fn positive_qty(cart: &Vec<Item>) -> Result<(), &'static str> {
+fn positive_qty(cart: &[Item]) -> Result<(), &'static str> {
     if cart.iter().all(|i| i.qty > 0) {
         Ok(())
     } else {

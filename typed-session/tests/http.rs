@@ -1,6 +1,8 @@
 //! The runtime over real HTTP: axum on 127.0.0.1, a raw HTTP/1.1 client,
 //! the memory store, a manual clock for timeouts.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

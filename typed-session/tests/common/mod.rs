@@ -103,7 +103,7 @@ pub async fn http_post(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Re
     request(addr, "POST", path, cookie.as_slice()).await
 }
 
-fn parse(raw: &[u8]) -> Response {
+pub fn parse(raw: &[u8]) -> Response {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").expect("complete response head");
     let mut lines = head.split("\r\n");

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit, integration, doc, trybuild
+# compile-fail and HTTP end-to-end tests. Used by .ci/run and the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --all --check"
+cargo fmt --all --check
+echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== cargo test --workspace --all-features (unit, integration, trybuild, HTTP end to end, doc tests)"
+cargo test --workspace --all-features
+echo "== every feature combination of typed-session builds"
+for features in "" "derive" "memory-store" "derive,memory-store"; do
+  echo "   --no-default-features --features '$features'"
+  cargo check -p typed-session --no-default-features --features "$features" --quiet
+done
+echo "== all tests passed"
