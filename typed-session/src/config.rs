@@ -95,6 +95,9 @@ pub enum ConfigError {
         /// What was wrong.
         reason: String,
     },
+    /// The driver's store is not compiled in.
+    #[error("session driver `{0}` needs the `{1}` feature of typed-session")]
+    DriverUnavailable(&'static str, &'static str),
     /// A timeout of zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),

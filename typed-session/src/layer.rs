@@ -327,19 +327,15 @@ impl SessionLayer {
 
     /// A layer from plain settings, with the store the config's `driver` names.
     pub fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        let store = match config.driver {
+        match config.driver {
             #[cfg(feature = "memory-store")]
-            Driver::Memory => crate::store::MemoryStore::with_capacity(config.memory_capacity),
+            Driver::Memory => Self::from_config_with_store(
+                config,
+                crate::store::MemoryStore::with_capacity(config.memory_capacity),
+            ),
             #[cfg(not(feature = "memory-store"))]
-            Driver::Memory => {
-                return Err(ConfigError::InvalidEnv {
-                    name: "driver",
-                    reason: "the memory-store feature is not enabled".to_owned(),
-                });
-            }
-        };
-        Self::from_config_with_store(config, store)
+            Driver::Memory => Err(ConfigError::DriverUnavailable("memory", "memory-store")),
+        }
     }
 
     /// A layer from plain settings over a store you built.
