@@ -58,6 +58,18 @@ fn expand(input: &Input) -> TokenStream {
         let ty = f.ty;
         quote_spanned!(ty.span()=> #name: <#ty as ::core::clone::Clone>::clone(&self.#name))
     });
+    let stored_clone_fields = input.fields.iter().map(|f| {
+        let name = f.ident;
+        let ty = f.ty;
+        if !f.is_stored() {
+            let value = default_expr(f, &ts);
+            quote!(#name: #value)
+        } else if f.attrs.flash.is_some() {
+            quote!(#name: #ts::Flash::stored_clone(&self.#name))
+        } else {
+            quote_spanned!(ty.span()=> #name: <#ty as ::core::clone::Clone>::clone(&self.#name))
+        }
+    });
     let migrate_arms = input.attrs.migrations.iter().map(|m| {
         let from = m.from;
         let with = &m.with;
@@ -123,6 +135,10 @@ fn expand(input: &Input) -> TokenStream {
 
                 fn clone_schema(&self) -> Self {
                     #ident { #(#clone_fields),* }
+                }
+
+                fn clone_stored(&self) -> Self {
+                    #ident { #(#stored_clone_fields),* }
                 }
 
                 fn migrate(

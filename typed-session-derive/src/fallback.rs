@@ -27,6 +27,7 @@ pub(crate) fn expand(input: &DeriveInput, errors: syn::Error) -> TokenStream {
             type View = #ts::StubHandle<Self>;
             fn fresh() -> Self { ::core::unimplemented!() }
             fn clone_schema(&self) -> Self { ::core::unimplemented!() }
+            fn clone_stored(&self) -> Self { ::core::unimplemented!() }
             fn migrate(_: u32, _: #ts::Value) -> ::core::result::Result<#ts::Value, #ts::MigrationError> {
                 ::core::unimplemented!()
             }

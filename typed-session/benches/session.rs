@@ -25,7 +25,11 @@ struct Item {
 }
 
 fn cart_within_cap(cart: &[Item]) -> Result<(), String> {
-    if cart.len() <= 10 { Ok(()) } else { Err("at most 10".into()) }
+    if cart.len() <= 10 {
+        Ok(())
+    } else {
+        Err("at most 10".into())
+    }
 }
 
 #[derive(SessionSchema)]
@@ -58,12 +62,20 @@ mod ours {
 
     async fn profile(s: Option<SessionView<Bench>>) -> Result<String, StatusCode> {
         let s = s.ok_or(StatusCode::UNAUTHORIZED)?;
-        Ok(s.read(|b| format!("user_id={} cart_len={}", b.user_id.unwrap_or(0), b.cart.len())))
+        Ok(s.read(|b| {
+            format!(
+                "user_id={} cart_len={}",
+                b.user_id.unwrap_or(0),
+                b.cart.len()
+            )
+        }))
     }
 
     async fn cart(s: Option<TypedSession<Bench>>) -> Result<String, StatusCode> {
         let s = s.ok_or(StatusCode::UNAUTHORIZED)?;
-        let n = s.update_cart(push).map_err(|_| StatusCode::UNPROCESSABLE_ENTITY)?;
+        let n = s
+            .update_cart(push)
+            .map_err(|_| StatusCode::UNPROCESSABLE_ENTITY)?;
         Ok(format!("cart_len={n}"))
     }
 
@@ -87,14 +99,24 @@ mod ts {
     }
 
     async fn login(s: Session) -> Result<&'static str, StatusCode> {
-        s.insert("app", App { user_id: 42, cart: vec![] })
-            .await
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        s.insert(
+            "app",
+            App {
+                user_id: 42,
+                cart: vec![],
+            },
+        )
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
         Ok("ok")
     }
 
     async fn profile(s: Session) -> Result<String, StatusCode> {
-        match s.get::<App>("app").await.map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)? {
+        match s
+            .get::<App>("app")
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
+        {
             Some(a) => Ok(format!("user_id={} cart_len={}", a.user_id, a.cart.len())),
             None => Err(StatusCode::UNAUTHORIZED),
         }
@@ -107,7 +129,9 @@ mod ts {
             .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
             .ok_or(StatusCode::UNAUTHORIZED)?;
         let n = push(&mut a.cart);
-        s.insert("app", a).await.map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        s.insert("app", a)
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
         Ok(format!("cart_len={n}"))
     }
 
@@ -146,23 +170,32 @@ async fn session(app: &Router) -> String {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn side_by_side(c: &mut Criterion) {
     let rt = runtime();
-    let frameworks: [(&str, Router); 2] = [("typed-session", ours::app(MemoryStore::new())), ("tower-sessions", ts::app())];
+    let frameworks: [(&str, Router); 2] = [
+        ("typed-session", ours::app(MemoryStore::new())),
+        ("tower-sessions", ts::app()),
+    ];
     let mut group = c.benchmark_group("request");
     for (name, app) in &frameworks {
         let cookie = rt.block_on(session(app));
         group.bench_function(BenchmarkId::new("extract+read", name), |b| {
-            b.to_async(&rt).iter(|| call(app, req("GET", "/profile", Some(&cookie))))
+            b.to_async(&rt)
+                .iter(|| call(app, req("GET", "/profile", Some(&cookie))))
         });
         group.bench_function(BenchmarkId::new("extract+write+save", name), |b| {
-            b.to_async(&rt).iter(|| call(app, req("POST", "/cart", Some(&cookie))))
+            b.to_async(&rt)
+                .iter(|| call(app, req("POST", "/cart", Some(&cookie))))
         });
         group.bench_function(BenchmarkId::new("new session", name), |b| {
-            b.to_async(&rt).iter(|| call(app, req("POST", "/login", None)))
+            b.to_async(&rt)
+                .iter(|| call(app, req("POST", "/login", None)))
         });
     }
     group.finish();
@@ -176,12 +209,26 @@ struct Plain {
 fn accessors(c: &mut Criterion) {
     let mut group = c.benchmark_group("accessor");
     let cart: Vec<Item> = (0..10).map(|i| Item { sku: i, qty: 1 }).collect();
-    let session = TypedSession::detached(Bench { user_id: Some(42), cart: cart.clone() });
-    let mut plain = Plain { user_id: Some(42), cart };
-    group.bench_function("read field/typed-session", |b| b.iter(|| black_box(session.with_cart(|c| c.len()))));
-    group.bench_function("read field/plain struct", |b| b.iter(|| black_box(black_box(&plain).cart.len())));
-    group.bench_function("copy field/typed-session", |b| b.iter(|| black_box(session.user_id())));
-    group.bench_function("copy field/plain struct", |b| b.iter(|| black_box(black_box(&plain).user_id)));
+    let session = TypedSession::detached(Bench {
+        user_id: Some(42),
+        cart: cart.clone(),
+    });
+    let mut plain = Plain {
+        user_id: Some(42),
+        cart,
+    };
+    group.bench_function("read field/typed-session", |b| {
+        b.iter(|| black_box(session.with_cart(|c| c.len())))
+    });
+    group.bench_function("read field/plain struct", |b| {
+        b.iter(|| black_box(black_box(&plain).cart.len()))
+    });
+    group.bench_function("copy field/typed-session", |b| {
+        b.iter(|| black_box(session.user_id()))
+    });
+    group.bench_function("copy field/plain struct", |b| {
+        b.iter(|| black_box(black_box(&plain).user_id))
+    });
     group.bench_function("validated update/typed-session", |b| {
         b.iter(|| black_box(session.update_cart(push).unwrap()))
     });

@@ -148,29 +148,46 @@ fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, FieldMask), LoadErr
     de.end().map_err(LoadError::Corrupt)?;
 
     let mut value = S::fresh();
-    let mut changed: FieldMask = 0;
+    let mut parse_errors: Vec<(usize, BoxError)> = Vec::new();
     for (index, slot) in slots.into_iter().enumerate() {
-        let meta = &S::FIELDS[index];
         let Some(raw) = slot else { continue };
-        let result = match value.decode_field(index, raw.get()) {
-            Ok(()) => value
+        if let Err(e) = value.decode_field(index, raw.get()) {
+            parse_errors.push((index, Box::new(e)));
+        }
+    }
+    let changed = apply_load_rules(&mut value, parse_errors)?;
+    Ok((value, changed))
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Validation on load: every field's rule (or its parse error) and the
+/// struct rule, with each field's `on_invalid` policy. Returns the fields reset.
+pub(crate) fn apply_load_rules<S: SessionSchema>(
+    value: &mut S,
+    mut parse_errors: Vec<(usize, BoxError)>,
+) -> Result<FieldMask, LoadError> {
+    let mut changed: FieldMask = 0;
+    for (index, meta) in S::FIELDS.iter().enumerate() {
+        let failed = match parse_errors.iter().position(|(i, _)| *i == index) {
+            Some(pos) => Some(parse_errors.swap_remove(pos).1),
+            None => value
                 .validate_field(index)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-            Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                .err()
+                .map(|e| Box::new(e) as BoxError),
         };
-        if let Err(source) = result {
-            match meta.on_invalid {
-                OnInvalid::Reset => {
-                    tracing::debug!(field = meta.name, reason = %source, "stored session field invalid; reset to its default");
-                    value.reset_field(index);
-                    changed |= 1u128 << index;
-                }
-                OnInvalid::Destroy => {
-                    return Err(LoadError::Destroy(FieldError::new(meta.name, Some(source))));
-                }
-                OnInvalid::Reject => {
-                    return Err(LoadError::Reject(FieldError::new(meta.name, Some(source))));
-                }
+        let Some(source) = failed else { continue };
+        match meta.on_invalid {
+            OnInvalid::Reset => {
+                tracing::debug!(field = meta.name, reason = %source, "stored session field invalid; reset to its default");
+                value.reset_field(index);
+                changed |= 1u128 << index;
+            }
+            OnInvalid::Destroy => {
+                return Err(LoadError::Destroy(FieldError::new(meta.name, Some(source))));
+            }
+            OnInvalid::Reject => {
+                return Err(LoadError::Reject(FieldError::new(meta.name, Some(source))));
             }
         }
     }
@@ -180,7 +197,30 @@ fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, FieldMask), LoadErr
             Some(Box::new(e)),
         )));
     }
-    Ok((value, changed))
+    Ok(changed)
+}
+
+/// The decoded value a store that keeps records in memory holds beside the bytes.
+pub(crate) struct Cached<S> {
+    pub(crate) header: Header,
+    pub(crate) value: S,
+}
+
+/// Loads from a record's typed cache when it holds a value of this schema:
+/// no parsing, but the same validation as a decode.
+pub(crate) fn from_cache<S: SessionSchema>(
+    cache: &crate::store::TypedCache,
+) -> Option<Result<Decoded<S>, LoadError>> {
+    let cached = cache.0.downcast_ref::<Cached<S>>()?;
+    let mut value = cached.value.clone_schema();
+    Some(
+        apply_load_rules(&mut value, Vec::new()).map(|changed| Decoded {
+            value,
+            changed,
+            header: cached.header,
+            migrated_from: None,
+        }),
+    )
 }
 
 /// Deserializes the data object into per-field raw JSON slices, borrowed

@@ -85,6 +85,21 @@ impl<T> Flash<T> {
         }
     }
 
+    /// What a store round trip keeps: the pending messages, as if just loaded.
+    #[doc(hidden)]
+    pub fn stored_clone(&self) -> Self
+    where
+        T: Clone,
+    {
+        Flash::from_pending(
+            self.incoming
+                .iter()
+                .chain(&self.outgoing)
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Messages waiting to be read (not counting `now` messages).
     pub fn pending_len(&self) -> usize {
         self.incoming.len() + self.outgoing.len()

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) idle: Option<Duration>,
     pub(crate) absolute: Option<Duration>,
     pub(crate) rolling: bool,
+    /// The store keeps records in memory: attach decoded copies.
+    pub(crate) typed_cache: bool,
     /// Per-purpose subkeys derived from the secrets, newest first.
     pub(crate) keys: Vec<[u8; 32]>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -303,6 +305,7 @@ impl SessionLayer {
     /// browser-session cookie, 24 h idle and 7 day absolute timeouts, no signing.
     pub fn new(store: impl SessionStore) -> Self {
         let config = SessionConfig::default();
+        let typed_cache = store.keeps_records_in_memory();
         SessionLayer {
             shared: Arc::new(Shared {
                 store: Arc::new(store),
@@ -319,6 +322,7 @@ impl SessionLayer {
                 idle: SessionConfig::secs(config.idle_timeout_secs),
                 absolute: SessionConfig::secs(config.absolute_timeout_secs),
                 rolling: config.rolling,
+                typed_cache,
                 keys: Vec::new(),
                 clock: Arc::new(SystemClock),
             }),

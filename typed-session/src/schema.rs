@@ -46,6 +46,11 @@ pub trait SessionSchema: Sized + Send + Sync + 'static {
     #[doc(hidden)]
     fn clone_schema(&self) -> Self;
 
+    /// The value a store round trip would give back: flash fields hold
+    /// only their pending messages, skipped fields their default.
+    #[doc(hidden)]
+    fn clone_stored(&self) -> Self;
+
     /// Upgrades the stored data of version `from` to version `from + 1`.
     #[doc(hidden)]
     fn migrate(from: u32, data: serde_json::Value) -> Result<serde_json::Value, MigrationError>;

@@ -14,7 +14,7 @@ use crate::id::SessionId;
 use crate::layer::Shared;
 use crate::rejection::SessionRejection;
 use crate::schema::{HandleFor, SessionSchema};
-use crate::store::{Record, SaveOutcome};
+use crate::store::{Record, SaveOutcome, TypedCache};
 
 /// How often a concurrent save re-reads and merges before giving up.
 const MAX_MERGES: usize = 16;
@@ -339,7 +339,11 @@ impl<S: SessionSchema> Core<S> {
         let discard = |reason: &dyn fmt::Display| {
             tracing::debug!(%reason, "stored session discarded; starting a new session");
         };
-        match codec::decode::<S>(&record.data) {
+        let decoded = match record.cache.as_ref().and_then(codec::from_cache::<S>) {
+            Some(from_cache) => from_cache,
+            None => codec::decode::<S>(&record.data),
+        };
+        match decoded {
             Ok(decoded) => {
                 if shared.expired(&decoded.header, now) {
                     tracing::debug!("session expired");
@@ -424,7 +428,8 @@ impl<S: SessionSchema> Core<S> {
                         touched: now,
                         max_age: st.header.max_age,
                     };
-                    Plan::Create(codec::encode(&st.value, &header), header)
+                    let cache = typed_cache(&shared, &st.value, header);
+                    Plan::Create(codec::encode(&st.value, &header), header, cache)
                 } else {
                     Plan::Nothing
                 }
@@ -435,6 +440,7 @@ impl<S: SessionSchema> Core<S> {
                 };
                 Plan::Save {
                     data: codec::encode(&st.value, &header),
+                    cache: typed_cache(&shared, &st.value, header),
                     header,
                     expected: st.revision,
                     touch_only: mask == 0 && !expiry_changed,
@@ -484,17 +490,14 @@ impl<S: SessionSchema> Core<S> {
     ) -> Result<(), Error> {
         match plan {
             Plan::Nothing => Ok(()),
-            Plan::Create(data, header) => {
+            Plan::Create(data, header, cache) => {
                 let data = bytes::Bytes::from(data.map_err(Error::Serialize)?);
                 let expires_at = shared.expires_at(&header);
                 for _ in 0..MAX_CREATE_TRIES {
                     let id =
                         SessionId::random().map_err(|e| Error::Store(crate::StoreError::new(e)))?;
-                    let record = Record {
-                        data: data.clone(),
-                        revision: 1,
-                        expires_at,
-                    };
+                    let mut record = Record::new(data.clone(), 1, expires_at);
+                    record.cache = cache.clone();
                     let created = shared.store.create(&id.key(), record).await.map_err(|e| {
                         tracing::error!(error = %e, cause = %error_chain(&e), "session store failed on create");
                         Error::Store(e)
@@ -513,6 +516,7 @@ impl<S: SessionSchema> Core<S> {
             }
             Plan::Save {
                 data,
+                mut cache,
                 header,
                 expected,
                 touch_only,
@@ -524,11 +528,8 @@ impl<S: SessionSchema> Core<S> {
                 };
                 let expires_at = shared.expires_at(&header);
                 for _ in 0..MAX_MERGES {
-                    let record = Record {
-                        data: data.clone(),
-                        revision: expected + 1,
-                        expires_at,
-                    };
+                    let mut record = Record::new(data.clone(), expected + 1, expires_at);
+                    record.cache = cache.clone();
                     let outcome = shared.store.save(&key, record, expected).await.map_err(|e| {
                         tracing::error!(error = %e, cause = %error_chain(&e), "session store failed on save");
                         Error::Store(e)
@@ -569,6 +570,8 @@ impl<S: SessionSchema> Core<S> {
                             match merged {
                                 Ok(bytes) => {
                                     data = bytes::Bytes::from(bytes);
+                                    // The merged bytes are no longer our value.
+                                    cache = None;
                                     expected = current.revision;
                                 }
                                 Err(e) => {
@@ -611,13 +614,28 @@ impl<S: SessionSchema> Core<S> {
 
 enum Plan {
     Nothing,
-    Create(Result<Vec<u8>, serde_json::Error>, Header),
+    Create(
+        Result<Vec<u8>, serde_json::Error>,
+        Header,
+        Option<TypedCache>,
+    ),
     Save {
         data: Result<Vec<u8>, serde_json::Error>,
+        cache: Option<TypedCache>,
         header: Header,
         expected: u64,
         touch_only: bool,
     },
+}
+
+/// A decoded copy for stores that keep records in memory.
+fn typed_cache<S: SessionSchema>(shared: &Shared, value: &S, header: Header) -> Option<TypedCache> {
+    shared.typed_cache.then(|| {
+        TypedCache(Arc::new(codec::Cached {
+            header,
+            value: value.clone_stored(),
+        }))
+    })
 }
 
 async fn delete_quietly(shared: &Shared, key: &crate::SessionKey) {

@@ -602,11 +602,7 @@ async fn reject_policy_answers_400() {
     let out = store
         .save(
             &key,
-            Record {
-                data: data.into(),
-                revision: rec.revision + 1,
-                expires_at: rec.expires_at,
-            },
+            Record::new(data, rec.revision + 1, rec.expires_at),
             rec.revision,
         )
         .await

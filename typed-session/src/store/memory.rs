@@ -3,14 +3,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
-use bytes::Bytes;
-
 use super::{Record, SaveOutcome, SessionStore};
-use crate::clock::{from_unix_millis, unix_millis};
+use crate::clock::unix_millis;
 use crate::error::StoreError;
 use crate::id::SessionKey;
 
@@ -21,10 +19,13 @@ const SWEEP_EVERY: u64 = 1024;
 /// Sessions kept in this process's memory.
 ///
 /// * Sharded (64 locks), so concurrent requests on different sessions rarely
-///   contend; one load is a read lock and a reference-count increment, no copy.
-/// * Bounded: at most `capacity` sessions (default 1,000,000). When a shard is
-///   full, it first drops expired sessions and then, if still full, the
-///   session closest to expiry (logged at `warn`).
+///   contend; one load is a read lock and two reference-count increments, no copy.
+/// * Keeps each session's decoded value beside its bytes, so a load skips
+///   parsing JSON (validation on load still runs).
+/// * Bounded: at most `capacity` sessions (default 1,000,000). When full, a
+///   new session first makes the shard it lands in drop its expired sessions
+///   and then, if the store is still full, that shard's session closest to
+///   expiry (logged at `warn`).
 /// * Expired sessions are never returned and are swept every 1,024 inserts per shard.
 ///
 /// Data lives as long as the process: use [`FileStore`](crate::store) or Redis
@@ -46,11 +47,15 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[Shard]>,
-    per_shard: usize,
+    capacity: usize,
+    /// Records held (expired ones not yet swept included).
+    len: AtomicUsize,
 }
 
+type Map = HashMap<Key, Entry, BuildHasherDefault<KeyHasher>>;
+
 struct Shard {
-    map: RwLock<HashMap<Key, Entry, BuildHasherDefault<KeyHasher>>>,
+    map: RwLock<Map>,
     inserts: AtomicU64,
 }
 
@@ -85,8 +90,7 @@ impl Hasher for KeyHasher {
 }
 
 struct Entry {
-    data: Bytes,
-    revision: u64,
+    record: Record,
     expires_ms: u64,
 }
 
@@ -96,18 +100,13 @@ impl Entry {
     }
 
     fn to_record(&self) -> Record {
-        Record {
-            data: self.data.clone(),
-            revision: self.revision,
-            expires_at: from_unix_millis(self.expires_ms),
-        }
+        self.record.clone()
     }
 
     fn from_record(record: Record) -> Self {
         Entry {
-            data: record.data,
-            revision: record.revision,
             expires_ms: unix_millis(record.expires_at),
+            record,
         }
     }
 }
@@ -118,9 +117,8 @@ impl MemoryStore {
         MemoryStore::with_capacity(1_000_000)
     }
 
-    /// A store for up to `capacity` sessions (at least 64).
+    /// A store for up to `capacity` sessions (at least 1).
     pub fn with_capacity(capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS)
             .map(|_| Shard {
                 map: RwLock::new(HashMap::default()),
@@ -128,13 +126,17 @@ impl MemoryStore {
             })
             .collect();
         MemoryStore {
-            inner: Arc::new(Inner { shards, per_shard }),
+            inner: Arc::new(Inner {
+                shards,
+                capacity: capacity.max(1),
+                len: AtomicUsize::new(0),
+            }),
         }
     }
 
     /// The number of sessions held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| read(&s.map).len()).sum()
+        self.inner.len.load(Ordering::Relaxed)
     }
 
     /// `true` when no session is held.
@@ -146,7 +148,12 @@ impl MemoryStore {
     pub fn sweep(&self) {
         let now = unix_millis(SystemTime::now());
         for shard in self.inner.shards.iter() {
-            write(&shard.map).retain(|_, e| e.live(now));
+            let mut map = write(&shard.map);
+            let before = map.len();
+            map.retain(|_, e| e.live(now));
+            self.inner
+                .len
+                .fetch_sub(before - map.len(), Ordering::Relaxed);
         }
     }
 
@@ -165,7 +172,8 @@ impl Default for MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("capacity", &(self.inner.per_shard * SHARDS))
+            .field("capacity", &self.inner.capacity)
+            .field("len", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -182,28 +190,27 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Shard {
-    /// Makes room for one more entry; called with the write lock held.
-    fn make_room(
-        &self,
-        map: &mut HashMap<Key, Entry, BuildHasherDefault<KeyHasher>>,
-        per_shard: usize,
-        now: u64,
-    ) {
-        let n = self.inserts.fetch_add(1, Ordering::Relaxed);
-        if n % SWEEP_EVERY == SWEEP_EVERY - 1 || map.len() >= per_shard {
+impl Inner {
+    /// Makes room for one more entry in `shard`; called with its write lock held.
+    fn make_room(&self, shard: &Shard, map: &mut Map, now: u64) {
+        let n = shard.inserts.fetch_add(1, Ordering::Relaxed);
+        let full = self.len.load(Ordering::Relaxed) >= self.capacity;
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 || full {
+            let before = map.len();
             map.retain(|_, e| e.live(now));
+            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
         }
-        if map.len() >= per_shard {
+        if self.len.load(Ordering::Relaxed) >= self.capacity {
             let victim = map
                 .iter()
                 .min_by_key(|(_, e)| e.expires_ms)
                 .map(|(k, _)| *k);
             if let Some(victim) = victim {
                 map.remove(&victim);
+                self.len.fetch_sub(1, Ordering::Relaxed);
                 tracing::warn!(
-                    capacity = per_shard * SHARDS,
-                    "memory session store is full; evicted the session closest to expiry"
+                    capacity = self.capacity,
+                    "memory session store is full; evicted a session close to expiry"
                 );
             }
         }
@@ -226,11 +233,18 @@ impl SessionStore for MemoryStore {
         let shard = self.shard(key);
         let mut map = write(&shard.map);
         let k = Key(*key.as_bytes());
-        if map.get(&k).is_some_and(|e| e.live(now)) {
-            return Ok(false);
+        match map.get_mut(&k) {
+            Some(e) if e.live(now) => return Ok(false),
+            Some(e) => {
+                // An expired record under the same key: reuse its slot.
+                *e = Entry::from_record(record);
+                return Ok(true);
+            }
+            None => {}
         }
-        shard.make_room(&mut map, self.inner.per_shard, now);
+        self.inner.make_room(shard, &mut map, now);
         map.insert(k, Entry::from_record(record));
+        self.inner.len.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -245,7 +259,7 @@ impl SessionStore for MemoryStore {
         let mut map = write(&shard.map);
         match map.get_mut(&Key(*key.as_bytes())) {
             Some(entry) if entry.live(now) => {
-                if entry.revision == expected {
+                if entry.record.revision == expected {
                     *entry = Entry::from_record(record);
                     Ok(SaveOutcome::Saved)
                 } else {
@@ -256,9 +270,15 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    fn keeps_records_in_memory(&self) -> bool {
+        true
+    }
+
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         let shard = self.shard(key);
-        write(&shard.map).remove(&Key(*key.as_bytes()));
+        if write(&shard.map).remove(&Key(*key.as_bytes())).is_some() {
+            self.inner.len.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 }

@@ -70,9 +70,11 @@
 //! # let _ = layer;
 //! ```
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -87,7 +89,10 @@ mod memory;
 pub use memory::MemoryStore;
 
 /// One stored session: opaque bytes, a revision and an expiry.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Build one with [`Record::new`] when loading from your backend.
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct Record {
     /// The encoded session (written and read by the runtime only).
     pub data: Bytes,
@@ -95,7 +100,36 @@ pub struct Record {
     pub revision: u64,
     /// When the store may forget the record; `load` must not return it after this.
     pub expires_at: SystemTime,
+    /// A decoded copy of `data`, attached by the runtime for stores that
+    /// keep records in process memory ([`SessionStore::keeps_records_in_memory`]).
+    pub(crate) cache: Option<TypedCache>,
 }
+
+impl Record {
+    /// A record as a store read it back.
+    pub fn new(data: impl Into<Bytes>, revision: u64, expires_at: SystemTime) -> Self {
+        Record {
+            data: data.into(),
+            revision,
+            expires_at,
+            cache: None,
+        }
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.data == other.data
+            && self.revision == other.revision
+            && self.expires_at == other.expires_at
+    }
+}
+
+impl Eq for Record {}
+
+/// The decoded value of a record, shared, of the session type that wrote it.
+#[derive(Clone)]
+pub(crate) struct TypedCache(pub(crate) Arc<dyn Any + Send + Sync>);
 
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,6 +178,15 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes the record under `key` (no error if there is none).
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `true` for a store that keeps the `Record` values it is given in this
+    /// process and returns clones of them from `load`. The runtime then
+    /// attaches a decoded copy of the session to each record it writes, and
+    /// a load that finds it skips parsing (validation still runs). Stores
+    /// that serialize records (files, Redis) leave the default, `false`.
+    fn keeps_records_in_memory(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

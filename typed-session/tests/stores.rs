@@ -1,0 +1,152 @@
+//! The `SessionStore` contract, checked against every built-in store (one
+//! conformance suite, instantiated per store), plus store-specific behaviour.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime};
+
+use typed_session::SessionKey;
+use typed_session::store::{MemoryStore, Record, SaveOutcome, SessionStore};
+
+fn key(n: u8) -> SessionKey {
+    let mut bytes = [0u8; 32];
+    bytes[0] = n;
+    bytes[8] = n.wrapping_mul(37);
+    bytes[31] = 0xaa;
+    SessionKey::from_bytes(bytes)
+}
+
+fn record(data: &str, revision: u64, ttl: Duration) -> Record {
+    Record::new(data.as_bytes().to_vec(), revision, SystemTime::now() + ttl)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn conformance(store: &impl SessionStore) {
+    let k = key(1);
+    assert_eq!(store.load(&k).await.unwrap(), None);
+
+    // create is create-if-absent
+    assert!(store.create(&k, record("a", 1, HOUR)).await.unwrap());
+    assert!(
+        !store.create(&k, record("b", 1, HOUR)).await.unwrap(),
+        "never overwrites"
+    );
+    let got = store.load(&k).await.unwrap().unwrap();
+    assert_eq!((&got.data[..], got.revision), (&b"a"[..], 1));
+
+    // save is compare-and-set on the revision
+    assert_eq!(
+        store.save(&k, record("c", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    match store.save(&k, record("d", 2, HOUR), 1).await.unwrap() {
+        SaveOutcome::Conflict(Some(current)) => {
+            assert_eq!(
+                (&current.data[..], current.revision),
+                (&b"c"[..], 2),
+                "the conflict reports what is stored"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(&store.load(&k).await.unwrap().unwrap().data[..], b"c");
+
+    // delete, idempotent; a save after delete does not resurrect
+    store.delete(&k).await.unwrap();
+    store.delete(&k).await.unwrap();
+    assert_eq!(store.load(&k).await.unwrap(), None);
+    assert_eq!(
+        store.save(&k, record("e", 3, HOUR), 2).await.unwrap(),
+        SaveOutcome::Conflict(None)
+    );
+    assert_eq!(store.load(&k).await.unwrap(), None);
+
+    // expired records are never returned, can be created over, and cannot be saved
+    let e = key(2);
+    assert!(
+        store
+            .create(&e, record("old", 1, Duration::from_millis(1)))
+            .await
+            .unwrap()
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(store.load(&e).await.unwrap(), None);
+    assert_eq!(
+        store.save(&e, record("x", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Conflict(None)
+    );
+    assert!(store.create(&e, record("new", 1, HOUR)).await.unwrap());
+    assert_eq!(&store.load(&e).await.unwrap().unwrap().data[..], b"new");
+
+    // keys are independent
+    for n in 10..60 {
+        assert!(
+            store
+                .create(&key(n), record(&n.to_string(), 1, HOUR))
+                .await
+                .unwrap()
+        );
+    }
+    for n in 10..60 {
+        assert_eq!(
+            store.load(&key(n)).await.unwrap().unwrap().data,
+            n.to_string().into_bytes()
+        );
+    }
+}
+
+#[tokio::test]
+async fn memory_store_conformance() {
+    conformance(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_is_bounded() {
+    let store = MemoryStore::with_capacity(100);
+    for n in 0..=255u8 {
+        let mut bytes = [n; 32];
+        bytes[8] = n;
+        assert!(
+            store
+                .create(&SessionKey::from_bytes(bytes), record("x", 1, HOUR))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store.len() <= 100,
+            "len {} after {} inserts",
+            store.len(),
+            n as usize + 1
+        );
+    }
+    assert_eq!(store.len(), 100);
+}
+
+#[tokio::test]
+async fn memory_store_prefers_dropping_expired_sessions() {
+    let store = MemoryStore::with_capacity(10);
+    for n in 0..9u8 {
+        store
+            .create(&key(n), record("live", 1, HOUR))
+            .await
+            .unwrap();
+    }
+    store
+        .create(&key(100), record("dying", 1, Duration::from_millis(1)))
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    store.sweep();
+    assert_eq!(store.len(), 9);
+    store
+        .create(&key(101), record("new", 1, HOUR))
+        .await
+        .unwrap();
+    for n in 0..9u8 {
+        assert!(
+            store.load(&key(n)).await.unwrap().is_some(),
+            "live session {n} kept"
+        );
+    }
+}
