@@ -1,6 +1,5 @@
 //! The axum extractors: `TypedSession<S>`, `SessionView<S>` and their `Option` forms.
 
-use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -14,8 +13,17 @@ use crate::session::{Core, ErasedSession, SessionView, TypedSession};
 /// The session of one request, once extracted: kept so that every extractor
 /// of the request shares it and the layer can save it.
 pub(crate) struct Slot {
-    pub(crate) any: Box<dyn Any + Send + Sync>,
     pub(crate) erased: Box<dyn ErasedSession>,
+}
+
+impl Slot {
+    fn core<S: SessionSchema>(&self) -> Result<Core<S>, SessionRejection> {
+        self.erased
+            .as_any()
+            .downcast_ref::<Core<S>>()
+            .cloned()
+            .ok_or(SessionRejection::SchemaMismatch)
+    }
 }
 
 pub(crate) type SlotCell = Arc<Mutex<Option<Slot>>>;
@@ -30,11 +38,7 @@ async fn core_for<S: SessionSchema>(parts: &Parts) -> Result<Core<S>, SessionRej
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .as_ref()
     {
-        return slot
-            .any
-            .downcast_ref::<Core<S>>()
-            .cloned()
-            .ok_or(SessionRejection::SchemaMismatch);
+        return slot.core();
     }
     let cookie = ctx.shared.read_cookie(&parts.headers);
     let core = Core::<S>::load(ctx.shared.clone(), cookie).await?;
@@ -43,14 +47,9 @@ async fn core_for<S: SessionSchema>(parts: &Parts) -> Result<Core<S>, SessionRej
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(existing) = slot.as_ref() {
-        return existing
-            .any
-            .downcast_ref::<Core<S>>()
-            .cloned()
-            .ok_or(SessionRejection::SchemaMismatch);
+        return existing.core();
     }
     *slot = Some(Slot {
-        any: Box::new(core.clone()),
         erased: Box::new(core.clone()),
     });
     Ok(core)

@@ -13,18 +13,20 @@ pub(crate) const ID_COOKIE_LEN: usize = 22;
 
 /// The secret id of a session, as carried in the cookie.
 ///
-/// 128 bits from the operating system's CSPRNG. It never appears in `Debug`
+/// 128 bits from a CSPRNG seeded by the operating system. It never appears in `Debug`
 /// output or logs, and stores never see it: they get the [`SessionKey`]
 /// derived from it, so a dump of a store's keys cannot be turned into cookies.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionId([u8; ID_BYTES]);
 
 impl SessionId {
-    /// A new random id.
-    pub(crate) fn random() -> Result<Self, getrandom::Error> {
+    /// A new random id, from `rand`'s thread-local CSPRNG (ChaCha12, seeded
+    /// and periodically reseeded from the OS): as unpredictable as the OS
+    /// generator without a system call per id.
+    pub(crate) fn random() -> Self {
         let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes)?;
-        Ok(SessionId(bytes))
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        SessionId(bytes)
     }
 
     /// Parses the id part of a cookie value (before any `.` signature);
@@ -123,7 +125,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_reject_garbage() {
-        let id = SessionId::random().expect("os rng");
+        let id = SessionId::random();
         let text = id.expose();
         assert_eq!(text.len(), ID_COOKIE_LEN);
         assert_eq!(SessionId::from_cookie_value(&text), Some(id.clone()));
@@ -134,7 +136,7 @@ mod tests {
         assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
         let key = id.key();
         assert_eq!(SessionKey::from_hex(&key.to_string()), Some(key));
-        assert_ne!(SessionId::random().expect("os rng"), id);
+        assert_ne!(SessionId::random(), id);
     }
 
     #[test]

@@ -494,8 +494,7 @@ impl<S: SessionSchema> Core<S> {
                 let data = bytes::Bytes::from(data.map_err(Error::Serialize)?);
                 let expires_at = shared.expires_at(&header);
                 for _ in 0..MAX_CREATE_TRIES {
-                    let id =
-                        SessionId::random().map_err(|e| Error::Store(crate::StoreError::new(e)))?;
+                    let id = SessionId::random();
                     let mut record = Record::new(data.clone(), 1, expires_at);
                     record.cache = cache.clone();
                     let created = shared.store.create(&id.key(), record).await.map_err(|e| {
@@ -660,11 +659,15 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 /// Type-erased access for the layer, which does not know `S`.
 pub(crate) trait ErasedSession: Send + Sync + 'static {
     fn finish(&self) -> crate::store::BoxFuture<'_, Finish>;
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 impl<S: SessionSchema> ErasedSession for Core<S> {
     fn finish(&self) -> crate::store::BoxFuture<'_, Finish> {
         Box::pin(Core::finish(self))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
