@@ -93,9 +93,9 @@ mod ts {
     use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 
     #[derive(Clone, Serialize, Deserialize)]
-    struct App {
+    pub(crate) struct App {
         user_id: u64,
-        cart: Vec<Item>,
+        pub(crate) cart: Vec<Item>,
     }
 
     async fn login(s: Session) -> Result<&'static str, StatusCode> {
@@ -136,11 +136,15 @@ mod ts {
     }
 
     pub(crate) fn app() -> Router {
+        app_with(MemoryStore::default())
+    }
+
+    pub(crate) fn app_with(store: MemoryStore) -> Router {
         Router::new()
             .route("/login", post(login))
             .route("/profile", get(profile))
             .route("/cart", post(cart))
-            .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false))
+            .layer(SessionManagerLayer::new(store).with_secure(false))
     }
 }
 
@@ -201,6 +205,68 @@ fn side_by_side(c: &mut Criterion) {
     group.finish();
 }
 
+/// The session layer alone: its service around a handler that only extracts
+/// the session and reads it, no router, no response formatting.
+fn layer_only(c: &mut Criterion) {
+    use axum::extract::FromRequestParts;
+    use tower::{Layer, Service, service_fn};
+
+    let rt = runtime();
+    let mut group = c.benchmark_group("layer only");
+
+    let store = MemoryStore::new();
+    let full = ours::app(store.clone());
+    let cookie = rt.block_on(session(&full));
+    let mut ours_svc = SessionLayer::new(store)
+        .with_secure(false)
+        .layer(service_fn(|req: Request<Body>| async move {
+            let (mut parts, _) = req.into_parts();
+            let s = SessionView::<Bench>::from_request_parts(&mut parts, &())
+                .await
+                .unwrap();
+            let n = s.with_cart(|c| c.len());
+            Ok::<_, std::convert::Infallible>(axum::response::Response::new(Body::from(
+                n.to_string(),
+            )))
+        }));
+    group.bench_function("extract+read/typed-session", |b| {
+        b.to_async(&rt)
+            .iter(|| ours_svc.call(req("GET", "/", Some(&cookie))))
+    });
+
+    let ts_store = tower_sessions::MemoryStore::default();
+    let ts_full = ts::app_with(ts_store.clone());
+    let ts_cookie = rt.block_on(session(&ts_full));
+    let mut ts_svc = tower_sessions::SessionManagerLayer::new(ts_store)
+        .with_secure(false)
+        .layer(service_fn(|req: Request<Body>| async move {
+            let (mut parts, _) = req.into_parts();
+            let s = tower_sessions::Session::from_request_parts(&mut parts, &())
+                .await
+                .unwrap();
+            let n = s
+                .get::<ts::App>("app")
+                .await
+                .unwrap()
+                .map_or(0, |a| a.cart.len());
+            Ok::<_, std::convert::Infallible>(axum::response::Response::new(Body::from(
+                n.to_string(),
+            )))
+        }));
+    group.bench_function("extract+read/tower-sessions", |b| {
+        b.to_async(&rt)
+            .iter(|| ts_svc.call(req("GET", "/", Some(&ts_cookie))))
+    });
+
+    let mut bare = service_fn(|_req: Request<Body>| async move {
+        Ok::<_, std::convert::Infallible>(axum::response::Response::new(Body::from("10")))
+    });
+    group.bench_function("no session (baseline)", |b| {
+        b.to_async(&rt).iter(|| bare.call(req("GET", "/", None)))
+    });
+    group.finish();
+}
+
 struct Plain {
     user_id: Option<u64>,
     cart: Vec<Item>,
@@ -247,6 +313,9 @@ fn rss_bytes() -> Option<u64> {
 fn scaling(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("memory store scaling");
+    // Runs first and keeps every store alive, so that resident memory grows
+    // by what the sessions take (freed memory would otherwise be reused).
+    let mut keep = Vec::new();
     for n in [1_000usize, 100_000, 1_000_000] {
         let store = MemoryStore::with_capacity(n + 1000);
         let app = ours::app(store.clone());
@@ -273,6 +342,7 @@ fn scaling(c: &mut Criterion) {
                 a.saturating_sub(b) / n as u64
             );
         }
+        keep.push(store);
         let mut i = 0usize;
         group.bench_function(BenchmarkId::new("read", n), |b| {
             b.to_async(&rt).iter(|| {
@@ -300,6 +370,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = side_by_side, accessors, scaling
+    targets = scaling, side_by_side, layer_only, accessors
 }
 criterion_main!(benches);

@@ -63,7 +63,7 @@ pub(crate) fn encode<S: SessionSchema>(
     value: &S,
     header: &Header,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::with_capacity(256);
     write_header(&mut out, S::VERSION, header);
     out.push(b'{');
     let mut first = true;

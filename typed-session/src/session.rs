@@ -491,7 +491,7 @@ impl<S: SessionSchema> Core<S> {
         match plan {
             Plan::Nothing => Ok(()),
             Plan::Create(data, header, cache) => {
-                let data = bytes::Bytes::from(data.map_err(Error::Serialize)?);
+                let data = exact_bytes(data.map_err(Error::Serialize)?);
                 let expires_at = shared.expires_at(&header);
                 for _ in 0..MAX_CREATE_TRIES {
                     let id = SessionId::random();
@@ -520,7 +520,7 @@ impl<S: SessionSchema> Core<S> {
                 expected,
                 touch_only,
             } => {
-                let mut data = bytes::Bytes::from(data.map_err(Error::Serialize)?);
+                let mut data = exact_bytes(data.map_err(Error::Serialize)?);
                 let mut expected = expected;
                 let Some(key) = self.lock().id.as_ref().map(SessionId::key) else {
                     return Ok(());
@@ -568,7 +568,7 @@ impl<S: SessionSchema> Core<S> {
                             };
                             match merged {
                                 Ok(bytes) => {
-                                    data = bytes::Bytes::from(bytes);
+                                    data = exact_bytes(bytes);
                                     // The merged bytes are no longer our value.
                                     cache = None;
                                     expected = current.revision;
@@ -625,6 +625,12 @@ enum Plan {
         expected: u64,
         touch_only: bool,
     },
+}
+
+/// The encoded record without the encoder's spare capacity: stores that keep
+/// records in memory would otherwise hold it for the session's lifetime.
+fn exact_bytes(encoded: Vec<u8>) -> bytes::Bytes {
+    bytes::Bytes::from(encoded.into_boxed_slice())
 }
 
 /// A decoded copy for stores that keep records in memory.
