@@ -219,7 +219,7 @@ impl SessionConfig {
     /// |---|---|
     /// | `SESSION_DRIVER` | `memory` |
     /// | `SESSION_SECRET` | the signing secret (32+ bytes) |
-    /// | `SESSION_PREVIOUS_SECRETS` | older secrets still accepted, comma-separated |
+    /// | `SESSION_PREVIOUS_SECRETS` | older secrets still accepted, comma-separated (so they cannot contain commas) |
     /// | `SESSION_COOKIE_NAME` | cookie name |
     /// | `SESSION_SECURE`, `SESSION_HTTP_ONLY`, `SESSION_HOST_PREFIX`, `SESSION_ROLLING` | `true` / `false` |
     /// | `SESSION_SAME_SITE` | `lax`, `strict` or `none` |

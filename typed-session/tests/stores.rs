@@ -96,6 +96,63 @@ async fn conformance(store: &impl SessionStore) {
     }
 }
 
+/// The custom store of the `typed_session::store` module docs, checked
+/// against the same contract.
+#[derive(Debug, Default)]
+struct MapStore(std::sync::Mutex<std::collections::HashMap<SessionKey, Record>>);
+
+impl SessionStore for MapStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, typed_session::StoreError> {
+        let map = self.0.lock().unwrap();
+        Ok(map
+            .get(key)
+            .filter(|r| r.expires_at > SystemTime::now())
+            .cloned())
+    }
+
+    async fn create(
+        &self,
+        key: &SessionKey,
+        record: Record,
+    ) -> Result<bool, typed_session::StoreError> {
+        let mut map = self.0.lock().unwrap();
+        if map
+            .get(key)
+            .is_some_and(|r| r.expires_at > SystemTime::now())
+        {
+            return Ok(false);
+        }
+        map.insert(*key, record);
+        Ok(true)
+    }
+
+    async fn save(
+        &self,
+        key: &SessionKey,
+        record: Record,
+        expected: u64,
+    ) -> Result<SaveOutcome, typed_session::StoreError> {
+        let mut map = self.0.lock().unwrap();
+        match map.get(key).filter(|r| r.expires_at > SystemTime::now()) {
+            Some(current) if current.revision == expected => {
+                map.insert(*key, record);
+                Ok(SaveOutcome::Saved)
+            }
+            current => Ok(SaveOutcome::Conflict(current.cloned())),
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), typed_session::StoreError> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn documented_custom_store_conformance() {
+    conformance(&MapStore::default()).await;
+}
+
 #[tokio::test]
 async fn memory_store_conformance() {
     conformance(&MemoryStore::new()).await;

@@ -1,0 +1,167 @@
+//! Session ids, signing secrets and session data never reach the logs: every
+//! tracing event the runtime emits during a full lifecycle is captured at
+//! TRACE level and searched.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{get, post};
+use common::{http_get, http_post, request, serve};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+use typed_session::store::MemoryStore;
+use typed_session::{SessionLayer, SessionSchema, SigningKey, TypedSession};
+
+/// Collects every event as text.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<String>>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut line = format!("span {}", span.metadata().name());
+        span.record(&mut Fields(&mut line));
+        self.0.lock().unwrap().push(line);
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, values: &Record<'_>) {
+        let mut line = String::from("record");
+        values.record(&mut Fields(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut line = format!("{} {}", event.metadata().level(), event.metadata().target());
+        event.record(&mut Fields(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+const PAYLOAD: &str = "PAYLOAD-4d1c-SECRET-CART-ITEM";
+const SECRET: &str = "signing secret 7f3a9 that is longer than 32 bytes";
+
+fn bad_item(item: &[String]) -> Result<(), String> {
+    if item.iter().any(|i| i == "explode") {
+        Err("not allowed".into())
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(SessionSchema)]
+struct Logged {
+    #[session(readonly)]
+    user_id: Option<u64>,
+    #[session(validate = bad_item)]
+    cart: Vec<String>,
+}
+
+#[tokio::test]
+async fn no_ids_secrets_or_payloads_in_logs() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let store = MemoryStore::new();
+    let layer = SessionLayer::new(store.clone())
+        .with_secure(false)
+        .with_signing_keys(SigningKey::new(SECRET.as_bytes().to_vec()).unwrap(), []);
+    let app = Router::new()
+        .route(
+            "/login",
+            post(|s: TypedSession<Logged>| async move {
+                s.regenerate_with(|l| l.user_id = Some(4242)).unwrap();
+                "ok"
+            }),
+        )
+        .route(
+            "/add",
+            post(|s: TypedSession<Logged>| async move {
+                s.update_cart(|c| c.push(PAYLOAD.to_owned())).unwrap();
+                let _ = s.update_cart(|c| c.push("explode".to_owned()));
+                "ok"
+            }),
+        )
+        .route(
+            "/read",
+            get(|s: TypedSession<Logged>| async move { format!("{:?}", s) }),
+        )
+        .route(
+            "/logout",
+            post(|s: TypedSession<Logged>| async move {
+                s.destroy();
+                "bye"
+            }),
+        )
+        .layer(layer);
+    let server = serve(app).await;
+
+    let login = http_post(server.addr, "/login", None).await;
+    let cookie = login.cookie().unwrap();
+    http_post(server.addr, "/add", Some(&cookie)).await;
+    let debug = http_get(server.addr, "/read", Some(&cookie)).await.body;
+    let relogin = http_post(server.addr, "/login", Some(&cookie))
+        .await
+        .cookie()
+        .unwrap();
+    http_get(server.addr, "/read", Some(&cookie)).await; // the dead id
+    request(server.addr, "GET", "/read", &[&format!("{cookie}x")]).await; // tampered
+    http_post(server.addr, "/logout", Some(&relogin)).await;
+    http_get(server.addr, "/read", Some(&relogin)).await; // replayed after destroy
+
+    let value = cookie.split_once('=').unwrap().1;
+    let (id, tag) = value.split_once('.').unwrap();
+    let new_id = relogin
+        .split_once('=')
+        .unwrap()
+        .1
+        .split_once('.')
+        .unwrap()
+        .0;
+    let lines = capture.0.lock().unwrap().clone();
+    assert!(lines.len() >= 5, "the lifecycle is logged: {lines:#?}");
+    for needle in [id, tag, new_id, PAYLOAD, SECRET, "4242"] {
+        for line in &lines {
+            assert!(
+                !line.contains(needle),
+                "{needle:?} leaked into the log line {line:?}"
+            );
+        }
+        assert!(
+            !debug.contains(needle),
+            "{needle:?} leaked into Debug output {debug:?}"
+        );
+    }
+    let joined = lines.join("\n");
+    for expected in [
+        "session created",
+        "session id regenerated",
+        "session destroyed",
+        "no live stored session",
+    ] {
+        assert!(
+            joined.contains(expected),
+            "missing event {expected:?} in:\n{joined}"
+        );
+    }
+}
