@@ -28,9 +28,9 @@ const SWEEP_EVERY: u64 = 1024;
 ///   expiry (logged at `warn`).
 /// * Expired sessions are never returned and are swept every 1,024 inserts per shard.
 ///
-/// Data lives as long as the process: use [`FileStore`](crate::store) or Redis
-/// to survive restarts or to share sessions between instances. Clones share the
-/// same sessions.
+/// Data lives as long as the process: sessions do not survive a restart and
+/// are not shared between instances (a persistent store, a custom
+/// [`SessionStore`], does that). Clones share the same sessions.
 ///
 /// ```
 /// use typed_session::{SessionLayer, store::MemoryStore};
