@@ -145,24 +145,11 @@ impl Container {
                         ),
                     }
                 } else if is_field_key(&meta.path) {
-                    cx.error_at(
-                        span,
-                        format_args!(
-                            "`#[session({})]` belongs on a field, not on the struct; move it to the field it is about",
-                            key_name(&meta)
-                        ),
-                    );
-                    skip_value(&meta)?;
+                    reject_key(cx, &meta, |key| {
+                        format!("`#[session({key})]` belongs on a field, not on the struct; move it to the field it is about")
+                    })?;
                 } else {
-                    cx.error_at(
-                        span,
-                        format_args!(
-                            "unknown session attribute `{}`; expected {}",
-                            key_name(&meta),
-                            CONTAINER_KEYS
-                        ),
-                    );
-                    skip_value(&meta)?;
+                    reject_key(cx, &meta, |key| format!("unknown session attribute `{key}`; expected {CONTAINER_KEYS}"))?;
                 }
                 Ok(())
             });
@@ -187,6 +174,17 @@ fn is_field_key(path: &Path) -> bool {
         || path == RENAME
         || path == DEFAULT
         || path == SKIP
+}
+
+/// Reports a key that is unknown or misplaced here, then skips its value so
+/// that the keys after it are still read.
+fn reject_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    message: impl FnOnce(&str) -> String,
+) -> syn::Result<()> {
+    cx.error_at(meta.path.span(), message(&key_name(meta)));
+    skip_value(meta)
 }
 
 /// Consumes `= value` or `(...)` after an unknown key so that parsing goes on
@@ -322,24 +320,11 @@ impl Field {
                         default.set(span, DefaultValue::Trait);
                     }
                 } else if meta.path == VERSION || meta.path == MIGRATE || meta.path == CRATE {
-                    cx.error_at(
-                        span,
-                        format_args!(
-                            "`#[session({})]` belongs on the struct, not on a field; move it above `struct`",
-                            key_name(&meta)
-                        ),
-                    );
-                    skip_value(&meta)?;
+                    reject_key(cx, &meta, |key| {
+                        format!("`#[session({key})]` belongs on the struct, not on a field; move it above `struct`")
+                    })?;
                 } else {
-                    cx.error_at(
-                        span,
-                        format_args!(
-                            "unknown session attribute `{}`; expected {}",
-                            key_name(&meta),
-                            FIELD_KEYS
-                        ),
-                    );
-                    skip_value(&meta)?;
+                    reject_key(cx, &meta, |key| format!("unknown session attribute `{key}`; expected {FIELD_KEYS}"))?;
                 }
                 Ok(())
             });

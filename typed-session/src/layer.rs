@@ -588,3 +588,92 @@ fn add_vary_cookie(headers: &mut HeaderMap) {
         headers.append(VARY, HeaderValue::from_static("cookie"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn shared(keys: Vec<[u8; 32]>) -> Shared {
+        let layer = SessionLayer::new(crate::store::MemoryStore::new());
+        let mut shared = (*layer.shared).clone();
+        shared.keys = keys;
+        shared
+    }
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                map.append(COOKIE, v);
+            }
+        }
+        map
+    }
+
+    /// Bounded random search over cookie headers: never a panic, and nothing
+    /// but an exact id (or id.tag) is accepted.
+    #[test]
+    fn random_cookie_headers_never_panic_or_pass() {
+        let plain = shared(Vec::new());
+        let signed = shared(vec![derive_key(&[9u8; 32])]);
+        let id = SessionId::random();
+        let good_plain = format!("session={}", id.expose());
+        let good_signed = format!("session={}", signed.cookie_value(&id));
+        assert!(matches!(
+            plain.read_cookie(&headers(&[good_plain.as_bytes()])),
+            CookieInput::Valid { .. }
+        ));
+        assert!(matches!(
+            signed.read_cookie(&headers(&[good_signed.as_bytes()])),
+            CookieInput::Valid { resign: false, .. }
+        ));
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5e55_1014);
+        let alphabet = b"session=;. \"=,AZaz09-_+/%\\\x7f\xc3\xa9";
+        let mut accepted = 0usize;
+        for round in 0..100_000 {
+            let base = if round % 2 == 0 {
+                &good_plain
+            } else {
+                &good_signed
+            };
+            let mut bytes = base.as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                match rng.random_range(0..4) {
+                    0 if !bytes.is_empty() => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = alphabet[rng.random_range(0..alphabet.len())];
+                    }
+                    1 if !bytes.is_empty() => {
+                        bytes.truncate(rng.random_range(0..bytes.len()));
+                    }
+                    2 => {
+                        let i = rng.random_range(0..=bytes.len());
+                        bytes.insert(i, alphabet[rng.random_range(0..alphabet.len())]);
+                    }
+                    _ => bytes.extend(std::iter::repeat_n(b'A', rng.random_range(0..5000))),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            // Unsigned: any other well-formed id is just another id (the store
+            // will not know it), so only its form is checked.
+            if let CookieInput::Valid { id: got, .. } = plain.read_cookie(&headers(&[&bytes])) {
+                assert_eq!(
+                    SessionId::from_cookie_value(&got.expose()),
+                    Some(got),
+                    "{text:?}"
+                );
+            }
+            // Signed: only mutations that left our exact cookie intact pass.
+            if let CookieInput::Valid { id: got, .. } = signed.read_cookie(&headers(&[&bytes])) {
+                assert_eq!(got, id, "{text:?}");
+                accepted += 1;
+            }
+        }
+        assert!(
+            accepted < 10_000,
+            "most mutations are refused ({accepted} of 100,000 accepted)"
+        );
+    }
+}

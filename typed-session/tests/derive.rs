@@ -469,3 +469,37 @@ fn the_in_memory_copy_equals_a_store_round_trip() {
     assert_eq!(trip_session.notices().drain(), vec!["one".to_owned()]);
     assert_eq!(data(copy_session.snapshot()), data(trip_session.snapshot()));
 }
+
+#[test]
+fn random_corruptions_of_stored_records_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let s = shop();
+    s.set_cart(vec![item(1), item(2)]).unwrap();
+    s.notices().push("hello".into());
+    s.set_registration(Registration::Step1 {
+        email: "a@b.c".into(),
+    })
+    .unwrap();
+    let good = s.export().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xdec0de);
+    let alphabet = b"{}[]\":,0123456789-.eE tfnul\\\xff";
+    let mut loaded = 0usize;
+    for _ in 0..100_000 {
+        let mut bytes = good.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let i = rng.random_range(0..bytes.len());
+            match rng.random_range(0..3) {
+                0 => bytes[i] = alphabet[rng.random_range(0..alphabet.len())],
+                1 => bytes.truncate(i.max(1)),
+                _ => bytes.insert(i, alphabet[rng.random_range(0..alphabet.len())]),
+            }
+        }
+        if let Ok(session) = TypedSession::<Shop>::import(&bytes) {
+            // Whatever loads satisfies every rule.
+            let snap = session.snapshot();
+            assert!(snap.cart.len() <= 3 && snap.user_id != Some(0));
+            loaded += 1;
+        }
+    }
+    assert!(loaded > 0, "some mutations are still valid records");
+}

@@ -232,19 +232,21 @@ impl SessionStore for MemoryStore {
         let now = unix_millis(SystemTime::now());
         let shard = self.shard(key);
         let mut map = write(&shard.map);
-        let k = Key(*key.as_bytes());
-        match map.get_mut(&k) {
-            Some(e) if e.live(now) => return Ok(false),
-            Some(e) => {
-                // An expired record under the same key: reuse its slot.
-                *e = Entry::from_record(record);
-                return Ok(true);
-            }
-            None => {}
-        }
         self.inner.make_room(shard, &mut map, now);
-        map.insert(k, Entry::from_record(record));
-        self.inner.len.fetch_add(1, Ordering::Relaxed);
+        // One probe for both the liveness check and the insert.
+        match map.entry(Key(*key.as_bytes())) {
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                if slot.get().live(now) {
+                    return Ok(false);
+                }
+                // An expired record under the same key: reuse its slot.
+                slot.insert(Entry::from_record(record));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Entry::from_record(record));
+                self.inner.len.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Ok(true)
     }
 
