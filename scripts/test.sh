@@ -10,6 +10,8 @@ echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test --workspace --all-features (unit, integration, trybuild, HTTP end to end, doc tests)"
 cargo test --workspace --all-features
+echo "== docs build without warnings (broken links, private links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p typed-session -p typed-session-derive -p typed-session-examples --quiet
 echo "== every feature combination of typed-session builds"
 for features in "" "derive" "memory-store" "derive,memory-store"; do
   echo "   --no-default-features --features '$features'"

@@ -2,9 +2,9 @@
 //!
 //! Use it through the `typed_session` crate, which re-exports it; this crate
 //! has no API of its own. The pipeline has one stage per module:
-//! [`ast`] (typed IR) → [`attr`] (`#[session(...)]` parsing) → [`check`]
-//! (rules across attributes) → [`expand`] (code generation), with
-//! [`fallback`] emitting a stub impl beside the errors.
+//! `ast` (typed IR) → `attr` (`#[session(...)]` parsing) → `check`
+//! (rules across attributes) → `expand` (code generation), with
+//! `fallback` emitting a stub impl beside the errors.
 
 mod ast;
 mod attr;

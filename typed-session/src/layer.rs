@@ -58,15 +58,18 @@ pub(crate) struct CookieSettings {
     pub(crate) path: String,
     pub(crate) domain: Option<String>,
     pub(crate) max_age: Option<Duration>,
+    /// The name as sent: `name`, or `__Host-name` with the prefix; kept in
+    /// step by `SessionLayer::edit` so requests do not rebuild it.
+    pub(crate) full_name: String,
 }
 
 impl CookieSettings {
-    fn full_name(&self) -> String {
-        if self.host_prefix {
+    fn refresh_full_name(&mut self) {
+        self.full_name = if self.host_prefix {
             format!("__Host-{}", self.name)
         } else {
             self.name.clone()
-        }
+        };
     }
 }
 
@@ -127,7 +130,7 @@ impl Shared {
 
     /// Finds our cookie in the request headers.
     pub(crate) fn read_cookie(&self, headers: &HeaderMap) -> CookieInput {
-        let name = self.cookie.full_name();
+        let name = self.cookie.full_name.as_str();
         let mut found: Option<&str> = None;
         for value in headers.get_all(COOKIE) {
             let Ok(text) = value.to_str() else { continue };
@@ -219,7 +222,7 @@ impl Shared {
             (CookieOut::Remove, _) => String::new(),
             _ => return None,
         };
-        let mut builder = cookie::Cookie::build((c.full_name(), value))
+        let mut builder = cookie::Cookie::build((c.full_name.clone(), value))
             .path(if c.host_prefix {
                 "/".to_owned()
             } else {
@@ -318,6 +321,7 @@ impl SessionLayer {
                     path: config.path,
                     domain: config.domain,
                     max_age: SessionConfig::secs(config.max_age_secs),
+                    full_name: String::new(),
                 },
                 idle: SessionConfig::secs(config.idle_timeout_secs),
                 absolute: SessionConfig::secs(config.absolute_timeout_secs),
@@ -327,6 +331,7 @@ impl SessionLayer {
                 clock: Arc::new(SystemClock),
             }),
         }
+        .edit(|_| {})
     }
 
     /// A layer from plain settings, with the store the config's `driver` names.
@@ -365,7 +370,9 @@ impl SessionLayer {
                 path: config.path.clone(),
                 domain: config.domain.clone(),
                 max_age: SessionConfig::secs(config.max_age_secs),
+                full_name: String::new(),
             };
+            s.cookie.refresh_full_name();
             s.idle = SessionConfig::secs(config.idle_timeout_secs);
             s.absolute = SessionConfig::secs(config.absolute_timeout_secs);
             s.rolling = config.rolling;
@@ -375,7 +382,9 @@ impl SessionLayer {
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Shared)) -> Self {
-        f(Arc::make_mut(&mut self.shared));
+        let shared = Arc::make_mut(&mut self.shared);
+        f(shared);
+        shared.cookie.refresh_full_name();
         self
     }
 

@@ -3,7 +3,7 @@
 //! The session is a struct. `#[derive(SessionSchema)]` gives it accessors,
 //! validation on every write and load, versioned migrations of stored data
 //! and flash messages; [`TypedSession<S>`] extracts it in a handler;
-//! [`SessionLayer`] loads it from a [store](store) and saves what changed.
+//! [`SessionLayer`] loads it from a [`store`] and saves what changed.
 //!
 //! ```
 //! use axum::{Router, routing::post};
