@@ -67,6 +67,14 @@ impl fmt::Debug for SigningKey {
 }
 
 /// A setting that cannot work, found when the layer is built.
+///
+/// ```
+/// use typed_session::{ConfigError, SessionConfig, SessionLayer};
+///
+/// let mut config = SessionConfig::default();
+/// config.secrets = vec!["hunter2".into()];
+/// assert_eq!(SessionLayer::from_config(&config).unwrap_err(), ConfigError::SecretTooShort { len: 7 });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {

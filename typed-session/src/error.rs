@@ -175,6 +175,19 @@ impl From<serde_json::Error> for MigrationError {
 }
 
 /// Why stored session data could not be used as it is.
+///
+/// ```
+/// use typed_session::{LoadError, SessionSchema, TypedSession};
+///
+/// #[derive(SessionSchema)]
+/// struct Visit { count: u32 }
+///
+/// let from_the_future = br#"{"v":9,"c":0,"t":0,"d":{"count":1}}"#;
+/// assert!(matches!(
+///     TypedSession::<Visit>::import(from_the_future),
+///     Err(LoadError::FutureVersion { found: 9, known: 1 })
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
@@ -253,6 +266,21 @@ impl StoreError {
 }
 
 /// Everything that can go wrong when a session is saved or changed.
+///
+/// It implements `IntoResponse`: a store failure answers `503` with a
+/// generic body (the cause is logged), a validation error `422`.
+///
+/// ```
+/// use typed_session::{Error, SessionSchema, TypedSession};
+///
+/// #[derive(SessionSchema)]
+/// struct Visit { count: u32 }
+///
+/// # async fn run() {
+/// let session = TypedSession::detached(Visit { count: 0 });
+/// assert!(matches!(session.save().await, Err(Error::Detached)));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -13,6 +13,17 @@ pub(crate) const ID_COOKIE_LEN: usize = 22;
 
 /// The secret id of a session, as carried in the cookie.
 ///
+/// ```
+/// use typed_session::SessionId;
+///
+/// // An admin tool that ends the session of a cookie it was handed:
+/// let id = SessionId::from_cookie_value("eyN3Jqjlj5CDtQKzauc8mA").expect("an id");
+/// let key = id.key(); // what to pass to `SessionStore::delete`
+/// assert_eq!(key.to_string().len(), 64);
+/// assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+/// assert!(SessionId::from_cookie_value("not an id").is_none());
+/// ```
+///
 /// 128 bits from a CSPRNG seeded by the operating system. It never appears in `Debug`
 /// output or logs, and stores never see it: they get the [`SessionKey`]
 /// derived from it, so a dump of a store's keys cannot be turned into cookies.
@@ -70,6 +81,13 @@ impl fmt::Debug for SessionId {
 }
 
 /// The store key of a session: SHA-256 of its id.
+///
+/// ```
+/// use typed_session::SessionKey;
+///
+/// let key = SessionKey::from_bytes([0xab; 32]);
+/// assert_eq!(SessionKey::from_hex(&key.to_string()), Some(key));
+/// ```
 ///
 /// Knowing a key does not let anyone present the session's cookie, so keys
 /// may appear in store listings and logs. [`Display`](fmt::Display) gives 64

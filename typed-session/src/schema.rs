@@ -92,6 +92,28 @@ pub struct FieldMeta {
 
 /// What loading does with a stored field that fails to parse or validate
 /// (`#[session(on_invalid = "...")]`).
+///
+/// ```
+/// use typed_session::{LoadError, SessionSchema, TypedSession};
+///
+/// fn known(id: &Option<u64>) -> Result<(), &'static str> {
+///     if *id == Some(0) { Err("0 is never issued") } else { Ok(()) }
+/// }
+///
+/// #[derive(SessionSchema)]
+/// struct Auth {
+///     #[session(validate = known, on_invalid = "destroy")]
+///     user_id: Option<u64>,
+///     theme: String, // "reset" by default
+/// }
+///
+/// let stored = br#"{"v":1,"c":0,"t":0,"d":{"user_id":7,"theme":42}}"#;
+/// let session = TypedSession::<Auth>::import(stored).unwrap();
+/// assert_eq!(session.theme(), "", "reset to its default");
+///
+/// let stored = br#"{"v":1,"c":0,"t":0,"d":{"user_id":0}}"#;
+/// assert!(matches!(TypedSession::<Auth>::import(stored), Err(LoadError::Destroy(_))));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnInvalid {

@@ -107,6 +107,14 @@ pub struct Record {
 
 impl Record {
     /// A record as a store read it back.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use typed_session::store::Record;
+    ///
+    /// let record = Record::new(b"{}".to_vec(), 3, SystemTime::now() + Duration::from_secs(60));
+    /// assert_eq!(record.revision, 3);
+    /// ```
     pub fn new(data: impl Into<Bytes>, revision: u64, expires_at: SystemTime) -> Self {
         Record {
             data: data.into(),

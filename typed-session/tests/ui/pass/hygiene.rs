@@ -1,5 +1,13 @@
 // Generated code must not depend on names in scope at the derive site.
 #![deny(warnings)]
+#![deny(
+    unused_qualifications,
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    deprecated
+)]
+//! A crate with strict lints using the derive.
 #![allow(dead_code)]
 
 #[allow(non_camel_case_types)]
@@ -32,7 +40,7 @@ fn check(_: &u32) -> ::core::result::Result<(), &'static str> {
 }
 
 /// A documented session.
-#[derive(::typed_session::SessionSchema)]
+#[derive(::typed_session::SessionSchema, Debug)]
 pub struct Hygienic {
     #[session(validate = check)]
     n: u32,
