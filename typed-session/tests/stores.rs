@@ -181,29 +181,70 @@ async fn memory_store_is_bounded() {
 }
 
 #[tokio::test]
-async fn memory_store_prefers_dropping_expired_sessions() {
-    let store = MemoryStore::with_capacity(10);
+async fn memory_store_drops_expired_and_soonest_expiring_sessions_first() {
+    // All keys in one shard (byte 8 picks the shard) so the sample sees them all.
+    let one_shard = |n: u8| {
+        let mut bytes = [n; 32];
+        bytes[8] = 0;
+        SessionKey::from_bytes(bytes)
+    };
+    let store = MemoryStore::with_capacity(11);
     for n in 0..9u8 {
         store
-            .create(&key(n), record("live", 1, HOUR))
+            .create(&one_shard(n), record("live", 1, HOUR))
             .await
             .unwrap();
     }
     store
-        .create(&key(100), record("dying", 1, Duration::from_millis(1)))
+        .create(
+            &one_shard(100),
+            record("dying", 1, Duration::from_millis(1)),
+        )
         .await
         .unwrap();
     std::thread::sleep(Duration::from_millis(5));
     store.sweep();
-    assert_eq!(store.len(), 9);
+    assert_eq!(store.len(), 9, "sweep drops the expired session");
     store
-        .create(&key(101), record("new", 1, HOUR))
+        .create(&one_shard(101), record("new", 1, HOUR))
         .await
         .unwrap();
-    for n in 0..9u8 {
+    store
+        .create(&one_shard(102), record("soon", 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 11);
+    store
+        .create(&one_shard(103), record("newest", 1, HOUR))
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 11, "full: one evicted");
+    assert!(
+        store.load(&one_shard(102)).await.unwrap().is_none(),
+        "the one closest to expiry went"
+    );
+    for n in (0..9u8).chain([101, 103]) {
         assert!(
-            store.load(&key(n)).await.unwrap().is_some(),
+            store.load(&one_shard(n)).await.unwrap().is_some(),
             "live session {n} kept"
         );
     }
+}
+
+#[tokio::test]
+async fn a_full_memory_store_keeps_accepting_new_sessions() {
+    let store = MemoryStore::with_capacity(1000);
+    for n in 0..20_000u32 {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&n.to_le_bytes());
+        bytes[8] = (n % 251) as u8;
+        bytes[20..24].copy_from_slice(&n.to_be_bytes());
+        let k = SessionKey::from_bytes(bytes);
+        assert!(store.create(&k, record("x", 1, HOUR)).await.unwrap());
+        assert!(
+            store.load(&k).await.unwrap().is_some(),
+            "the newest session is always kept"
+        );
+    }
+    assert_eq!(store.len(), 1000);
 }

@@ -15,6 +15,8 @@ use crate::id::SessionKey;
 const SHARDS: usize = 64;
 /// Every this many inserts into a shard, the shard drops its expired records.
 const SWEEP_EVERY: u64 = 1024;
+/// When full, the victim is the entry closest to expiry among this many.
+const EVICTION_SAMPLE: usize = 16;
 
 /// Sessions kept in this process's memory.
 ///
@@ -22,10 +24,11 @@ const SWEEP_EVERY: u64 = 1024;
 ///   contend; one load is a read lock and two reference-count increments, no copy.
 /// * Keeps each session's decoded value beside its bytes, so a load skips
 ///   parsing JSON (validation on load still runs).
-/// * Bounded: at most `capacity` sessions (default 1,000,000). When full, a
-///   new session first makes the shard it lands in drop its expired sessions
-///   and then, if the store is still full, that shard's session closest to
-///   expiry (logged at `warn`).
+/// * Bounded: at most `capacity` sessions (default 1,000,000). When full, each
+///   new session evicts one: the closest to expiry among 16 sampled from the
+///   shard it lands in (an approximation, as Redis's eviction is, that keeps
+///   every insert O(1) under a flood of new sessions; logged at `warn`, once
+///   per 1,024 evictions).
 /// * Expired sessions are never returned and are swept every 1,024 inserts per shard.
 ///
 /// Data lives as long as the process: sessions do not survive a restart and
@@ -50,6 +53,7 @@ struct Inner {
     capacity: usize,
     /// Records held (expired ones not yet swept included).
     len: AtomicUsize,
+    evictions: AtomicU64,
 }
 
 type Map = HashMap<Key, Entry, BuildHasherDefault<KeyHasher>>;
@@ -130,6 +134,7 @@ impl MemoryStore {
                 shards,
                 capacity: capacity.max(1),
                 len: AtomicUsize::new(0),
+                evictions: AtomicU64::new(0),
             }),
         }
     }
@@ -191,26 +196,36 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl Inner {
-    /// Makes room for one more entry in `shard`; called with its write lock held.
+    /// Makes room for one more entry in `shard`; called with its write lock
+    /// held. O(1) amortized, also when the store is full (a flood of new
+    /// sessions must not make each insert scan a shard).
     fn make_room(&self, shard: &Shard, map: &mut Map, now: u64) {
         let n = shard.inserts.fetch_add(1, Ordering::Relaxed);
-        let full = self.len.load(Ordering::Relaxed) >= self.capacity;
-        if n % SWEEP_EVERY == SWEEP_EVERY - 1 || full {
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
             let before = map.len();
             map.retain(|_, e| e.live(now));
             self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
         }
-        if self.len.load(Ordering::Relaxed) >= self.capacity {
-            let victim = map
-                .iter()
-                .min_by_key(|(_, e)| e.expires_ms)
-                .map(|(k, _)| *k);
-            if let Some(victim) = victim {
-                map.remove(&victim);
-                self.len.fetch_sub(1, Ordering::Relaxed);
+        if self.len.load(Ordering::Relaxed) < self.capacity {
+            return;
+        }
+        // Full: drop the entry closest to expiry among a few of this shard's
+        // (keys are SHA-256 outputs, so the ones the table yields first are a
+        // random sample); an expired one, if sampled, goes first.
+        let victim = map
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|(_, e)| e.expires_ms)
+            .map(|(k, _)| *k);
+        if let Some(victim) = victim {
+            map.remove(&victim);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            let evictions = self.evictions.fetch_add(1, Ordering::Relaxed);
+            if evictions % 1024 == 0 {
                 tracing::warn!(
                     capacity = self.capacity,
-                    "memory session store is full; evicted a session close to expiry"
+                    evictions = evictions + 1,
+                    "memory session store is full; evicting sessions close to expiry"
                 );
             }
         }
