@@ -221,7 +221,7 @@ impl Inner {
             map.remove(&victim);
             self.len.fetch_sub(1, Ordering::Relaxed);
             let evictions = self.evictions.fetch_add(1, Ordering::Relaxed);
-            if evictions % 1024 == 0 {
+            if evictions.is_multiple_of(1024) {
                 tracing::warn!(
                     capacity = self.capacity,
                     evictions = evictions + 1,
