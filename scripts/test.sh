@@ -8,7 +8,7 @@ echo "== cargo fmt --all --check"
 cargo fmt --all --check
 echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-echo "== cargo test --workspace --all-features (unit, integration, trybuild, HTTP end to end, doc tests)"
+echo "== cargo test --workspace --all-features (unit, integration, trybuild, HTTP end to end, browser, doc tests)"
 cargo test --workspace --all-features
 echo "== docs build without warnings (broken links, private links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p typed-session -p typed-session-derive -p typed-session-examples --quiet
