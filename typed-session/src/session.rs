@@ -115,6 +115,9 @@ struct State<S> {
     cookie_seen: bool,
     /// The cookie verified with an older key: send it again signed with the newest.
     resign: bool,
+    /// When the session was loaded (unix ms): decides whether an unchanged
+    /// session needs its idle deadline refreshed, without reading the clock again.
+    loaded_at: u64,
 }
 
 /// What the layer adds to the response once the handler is done.
@@ -152,6 +155,7 @@ impl<S: SessionSchema> State<S> {
             cookie: CookieOut::None,
             cookie_seen,
             resign: false,
+            loaded_at: now,
         }
     }
 
@@ -364,6 +368,7 @@ impl<S: SessionSchema> Core<S> {
                     cookie: CookieOut::None,
                     cookie_seen: true,
                     resign,
+                    loaded_at: now,
                 };
                 Ok(Core::new(state, Some(shared)))
             }
@@ -401,11 +406,16 @@ impl<S: SessionSchema> Core<S> {
             );
             return Ok(());
         }
-        let now = self.now_ms();
         // Decide under the lock, write without it. The state's id changes only
         // once the store has acknowledged, so a failed commit can be retried.
-        let (plan, old_key, mask, action, expiry_changed) = {
+        let (plan, old_key, mask, action, expiry_changed, now) = {
             let mut st = self.lock();
+            // Nothing to write (the common read): no clock read needed.
+            let idle_due = st.id.is_some() && shared.needs_touch(&st.header, st.loaded_at);
+            if st.changed == 0 && st.action == Action::None && !st.expiry_changed && !idle_due {
+                return Ok(());
+            }
+            let now = self.now_ms();
             let action = std::mem::replace(&mut st.action, Action::None);
             let old_key = match action {
                 Action::Destroy | Action::Regenerate => st.id.as_ref().map(SessionId::key),
@@ -433,7 +443,7 @@ impl<S: SessionSchema> Core<S> {
                 } else {
                     Plan::Nothing
                 }
-            } else if mask != 0 || expiry_changed || shared.needs_touch(&st.header, now) {
+            } else if mask != 0 || expiry_changed || idle_due {
                 let header = Header {
                     touched: now,
                     ..st.header
@@ -448,7 +458,7 @@ impl<S: SessionSchema> Core<S> {
             } else {
                 Plan::Nothing
             };
-            (plan, old_key, mask, action, expiry_changed)
+            (plan, old_key, mask, action, expiry_changed, now)
         };
         let created = matches!(plan, Plan::Create(..));
         if let Err(err) = self.execute(&shared, plan, mask, now).await {
