@@ -640,7 +640,9 @@ enum Plan {
 /// The encoded record without the encoder's spare capacity: stores that keep
 /// records in memory would otherwise hold it for the session's lifetime.
 fn exact_bytes(encoded: Vec<u8>) -> bytes::Bytes {
-    bytes::Bytes::from(encoded.into_boxed_slice())
+    // A copy into an exact-size allocation; shrinking in place (realloc)
+    // fragments the heap when millions of records are kept.
+    bytes::Bytes::copy_from_slice(&encoded)
 }
 
 /// A decoded copy for stores that keep records in memory.
