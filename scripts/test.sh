@@ -4,6 +4,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System packages the tests need: headless Chromium and its WebDriver for the
+# browser test of the demo shop (tests/tests/browser.rs). Add redis-server here
+# when a test needs Redis. Installed when missing (needs root and apt-get).
+NEED=(chromium chromium-driver)
+missing=()
+for pkg in "${NEED[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "scripts/test.sh: missing packages ${missing[*]}: run 'sudo apt-get install ${missing[*]}'" >&2
+    exit 2
+  fi
+fi
+
 echo "== cargo fmt --all --check"
 cargo fmt --all --check
 echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
