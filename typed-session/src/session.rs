@@ -115,6 +115,8 @@ struct State<S> {
     cookie_seen: bool,
     /// The cookie verified with an older key: send it again signed with the newest.
     resign: bool,
+    /// The next regeneration starts a new absolute lifetime (login).
+    restart_lifetime: bool,
     /// When the session was loaded (unix ms): decides whether an unchanged
     /// session needs its idle deadline refreshed, without reading the clock again.
     loaded_at: u64,
@@ -155,6 +157,7 @@ impl<S: SessionSchema> State<S> {
             cookie: CookieOut::None,
             cookie_seen,
             resign: false,
+            restart_lifetime: false,
             loaded_at: now,
         }
     }
@@ -368,6 +371,7 @@ impl<S: SessionSchema> Core<S> {
                     cookie: CookieOut::None,
                     cookie_seen: true,
                     resign,
+                    restart_lifetime: false,
                     loaded_at: now,
                 };
                 Ok(Core::new(state, Some(shared)))
@@ -429,8 +433,10 @@ impl<S: SessionSchema> Core<S> {
             let stored = st.id.is_some() && action == Action::None;
             let plan = if !stored {
                 if mask != 0 || expiry_changed {
+                    let keeps_lifetime =
+                        st.id.is_some() && action == Action::Regenerate && !st.restart_lifetime;
                     let header = Header {
-                        created: if st.id.is_some() && action == Action::Regenerate {
+                        created: if keeps_lifetime {
                             st.header.created
                         } else {
                             now
@@ -517,6 +523,7 @@ impl<S: SessionSchema> Core<S> {
                         st.revision = 1;
                         st.header = header;
                         st.cookie = CookieOut::Set;
+                        st.restart_lifetime = false;
                         tracing::debug!("session created");
                         return Ok(());
                     }
@@ -792,9 +799,9 @@ impl<S: SessionSchema> TypedSession<S> {
         st.changed != 0 || st.action != Action::None || st.expiry_changed
     }
 
-    /// Gives the session a new id, keeping its data; the old id stops working.
-    /// Call it when privileges change (at login) against session fixation.
-    /// Takes effect when the session is saved.
+    /// Gives the session a new id, keeping its data and its absolute
+    /// lifetime; the old id stops working. Call it when privileges change,
+    /// against session fixation. Takes effect when the session is saved.
     pub fn regenerate(&self) {
         let mut st = self.core().lock();
         if st.action != Action::Destroy {
@@ -802,19 +809,22 @@ impl<S: SessionSchema> TypedSession<S> {
         }
     }
 
-    /// Gives the session a new id and resets every field to its default.
+    /// Gives the session a new id, a new absolute lifetime, and resets every
+    /// field to its default.
     pub fn regenerate_clear(&self) {
         let mut st = self.core().lock();
         st.value = S::fresh();
         st.changed = codec::stored_mask::<S>();
+        st.restart_lifetime = true;
         if st.action != Action::Destroy {
             st.action = Action::Regenerate;
         }
     }
 
     /// Gives the session a new id and changes it in `f`, which may also set
-    /// `#[session(readonly)]` fields: the way to set a user id at login.
-    /// Every rule runs afterwards; on error nothing changes.
+    /// `#[session(readonly)]` fields: the way to set a user id at login. The
+    /// absolute timeout counts again from here (an authenticated session
+    /// starts now). Every rule runs afterwards; on error nothing changes.
     ///
     /// ```
     /// use typed_session::{SessionSchema, TypedSession};
@@ -838,6 +848,7 @@ impl<S: SessionSchema> TypedSession<S> {
             return Err(e);
         }
         st.changed = codec::stored_mask::<S>();
+        st.restart_lifetime = true;
         if st.action != Action::Destroy {
             st.action = Action::Regenerate;
         }

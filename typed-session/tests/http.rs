@@ -371,6 +371,47 @@ async fn absolute_timeout_with_a_manual_clock() {
 }
 
 #[tokio::test]
+async fn login_starts_a_new_absolute_lifetime_and_plain_regenerate_keeps_it() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let layer = plain_layer(&store)
+        .with_clock(clock.clone())
+        .with_idle_timeout(None)
+        .with_absolute_timeout(Some(Duration::from_secs(2 * 3600)));
+    let regen = post(|s: TypedSession<App>| async move {
+        s.regenerate();
+        "regenerated"
+    });
+    let server = serve(routes().route("/regen", regen).layer(layer)).await;
+    // Anonymous at t0, log in at t0 + 1 h 59 min.
+    let anonymous = http_post(server.addr, "/inc", None).await.cookie().unwrap();
+    clock.advance(Duration::from_secs(119 * 60));
+    let logged_in = http_post(server.addr, "/login", Some(&anonymous))
+        .await
+        .cookie()
+        .unwrap();
+    clock.advance(Duration::from_secs(60 * 60));
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&logged_in)).await.body,
+        "user=Some(42) counter=1",
+        "2 h 59 min after the first visit, 1 h after login: alive"
+    );
+    // A plain regenerate keeps the lifetime that started at login.
+    let regenerated = http_post(server.addr, "/regen", Some(&logged_in))
+        .await
+        .cookie()
+        .unwrap();
+    clock.advance(Duration::from_secs(61 * 60));
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&regenerated))
+            .await
+            .body,
+        "user=None counter=0",
+        "2 h 01 min after login: expired despite the regenerate"
+    );
+}
+
+#[tokio::test]
 async fn rolling_and_remember_me_send_max_age() {
     let store = MemoryStore::new();
     let layer = plain_layer(&store)
