@@ -61,6 +61,30 @@ async fn start_driver() -> Driver {
     panic!("chromedriver did not listen on 127.0.0.1:{port} within 10 s");
 }
 
+async fn click(client: &fantoccini::Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(client: &fantoccini::Client, css: &str, keys: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
+async fn wait_for(client: &fantoccini::Client, css: &str) {
+    client.wait().for_element(Locator::Css(css)).await.unwrap();
+}
+
 async fn text(client: &fantoccini::Client, css: &str) -> String {
     client
         .find(Locator::Css(css))
@@ -110,25 +134,9 @@ async fn shop_in_headless_chromium() {
         );
 
         // Add to cart: a form post, a redirect, a flash message shown once.
-        client
-            .find(Locator::Css("#product"))
-            .await
-            .unwrap()
-            .send_keys("green tea")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#add"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Css(".item"))
-            .await
-            .unwrap();
+        type_into(&client, "#product", "green tea").await;
+        click(&client, "#add").await;
+        wait_for(&client, ".item").await;
         assert_eq!(text(&client, ".item").await, "green tea × 1");
         assert_eq!(text(&client, ".notice").await, "added green tea");
         let cookies = client.get_all_cookies().await.unwrap();
@@ -151,18 +159,8 @@ async fn shop_in_headless_chromium() {
         );
 
         // Log in: a new id, the cart kept.
-        client
-            .find(Locator::Css("#login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Css("#logout"))
-            .await
-            .unwrap();
+        click(&client, "#login").await;
+        wait_for(&client, "#logout").await;
         assert_eq!(text(&client, "#user").await, "signed in as user 1001");
         assert_eq!(text(&client, ".notice").await, "welcome back");
         assert_eq!(text(&client, ".item").await, "green tea × 1");
@@ -177,62 +175,20 @@ async fn shop_in_headless_chromium() {
         assert_eq!(visible, serde_json::json!(""));
 
         // Two-step registration kept in the typed session.
-        client
-            .find(Locator::Css("#email"))
-            .await
-            .unwrap()
-            .send_keys("ada@example.test")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#register-email"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Css("#name"))
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#name"))
-            .await
-            .unwrap()
-            .send_keys("Ada")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#register-name"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Css("#registered"))
-            .await
-            .unwrap();
+        type_into(&client, "#email", "ada@example.test").await;
+        click(&client, "#register-email").await;
+        wait_for(&client, "#name").await;
+        type_into(&client, "#name", "Ada").await;
+        click(&client, "#register-name").await;
+        wait_for(&client, "#registered").await;
         assert_eq!(
             text(&client, "#registered").await,
             "registered Ada <ada@example.test>"
         );
 
         // Log out: everything gone, a goodbye flash in a fresh session.
-        client
-            .find(Locator::Css("#logout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .for_element(Locator::Css("#login"))
-            .await
-            .unwrap();
+        click(&client, "#logout").await;
+        wait_for(&client, "#login").await;
         assert_eq!(text(&client, "#user").await, "anonymous");
         assert_eq!(text(&client, ".notice").await, "logged out");
         assert!(

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use proc_macro2::Span;
+
 use syn::{GenericArgument, PathArguments, Type};
 
 use crate::ast::{Field, Input};
@@ -95,7 +97,7 @@ fn check_flash(cx: &Ctxt, field: &Field) {
         ),
         _ => {}
     }
-    if let Some(flash_span) = field.attrs.flash {
+    if field.attrs.flash.is_some() {
         let conflicts = [
             ("validate", field.attrs.validate.as_ref().map(|(s, _)| *s)),
             (
@@ -105,15 +107,22 @@ fn check_flash(cx: &Ctxt, field: &Field) {
             ("readonly", field.attrs.readonly),
             ("default", field.attrs.default.as_ref().map(|(s, _)| *s)),
         ];
-        for (name, span) in conflicts {
-            if let Some(span) = span {
-                cx.error_at(
-                    span,
-                    format_args!("`{name}` cannot be combined with `flash`; remove one of them"),
-                );
-            }
+        report_conflicts(cx, &conflicts, |name| {
+            format!("`{name}` cannot be combined with `flash`; remove one of them")
+        });
+    }
+}
+
+/// Reports each attribute present in `conflicts` at its own span.
+fn report_conflicts(
+    cx: &Ctxt,
+    conflicts: &[(&str, Option<Span>)],
+    message: impl Fn(&str) -> String,
+) {
+    for (name, span) in conflicts {
+        if let Some(span) = span {
+            cx.error_at(*span, message(name));
         }
-        let _ = flash_span;
     }
 }
 
@@ -132,16 +141,11 @@ fn check_skip(cx: &Ctxt, field: &Field) {
         ("readonly", field.attrs.readonly),
         ("rename", field.attrs.rename.as_ref().map(|(s, _)| *s)),
     ];
-    for (name, span) in conflicts {
-        if let Some(span) = span {
-            cx.error_at(
-                span,
-                format_args!(
-                    "`{name}` cannot be combined with `skip`: a skipped field is never stored; remove one of them"
-                ),
-            );
-        }
-    }
+    report_conflicts(cx, &conflicts, |name| {
+        format!(
+            "`{name}` cannot be combined with `skip`: a skipped field is never stored; remove one of them"
+        )
+    });
 }
 
 /// Two stored fields may not share a key (after `rename`).

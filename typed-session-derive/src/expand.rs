@@ -114,7 +114,7 @@ fn expand(input: &Input) -> TokenStream {
         None => quote!(::core::result::Result::Ok(())),
     };
 
-    let getters = input.fields.iter().map(|f| getters(f, &ts));
+    let getters = input.fields.iter().map(getters);
     let writers = input.fields.iter().map(|f| writers(f, ident, &ts));
     let ident_str = ident.to_string();
 
@@ -318,7 +318,7 @@ fn doc(text: String) -> TokenStream {
     quote!(#[doc = #lit])
 }
 
-fn getters(f: &Field, ts: &TokenStream) -> TokenStream {
+fn getters(f: &Field) -> TokenStream {
     let name = f.ident;
     let ty = f.ty;
     let field = f.name();
@@ -332,7 +332,6 @@ fn getters(f: &Field, ts: &TokenStream) -> TokenStream {
     let with_doc = doc(format!(
         "Runs `f` with a borrow of `{field}`, without cloning."
     ));
-    let _ = ts;
     quote! {
         #get_doc
         pub fn #name(&self) -> #ty {

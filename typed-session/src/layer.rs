@@ -18,18 +18,21 @@ use sha2::Sha256;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, from_unix_millis};
 use crate::codec::Header;
 use crate::config::{ConfigError, Driver, SameSite, SessionConfig, SigningKey, check_cookie_name};
 use crate::extract::SlotCell;
 use crate::id::SessionId;
 use crate::rejection::SessionRejection;
-use crate::session::{CookieInput, CookieOut, error_chain, fallback_lifetime, to_system_time};
+use crate::session::{CookieInput, CookieOut, error_chain};
 use crate::store::{ErasedStore, SessionStore};
 
 /// Longest cookie value looked at; anything longer is not ours (4 KiB is the
 /// browsers' limit for a whole cookie).
 const MAX_COOKIE_VALUE: usize = 4096;
+/// A record with no timeout at all is still dropped after this long (the
+/// longest cookie lifetime browsers honour).
+const FALLBACK_LIFETIME: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Bytes of HMAC-SHA256 kept in a signed cookie.
 const TAG_BYTES: usize = 16;
 
@@ -117,13 +120,13 @@ impl Shared {
             .absolute
             .map(|d| header.created.saturating_add(d.as_millis() as u64));
         match (idle, absolute) {
-            (Some(a), Some(b)) => to_system_time(a.min(b)),
-            (Some(a), None) | (None, Some(a)) => to_system_time(a),
+            (Some(a), Some(b)) => from_unix_millis(a.min(b)),
+            (Some(a), None) | (None, Some(a)) => from_unix_millis(a),
             (None, None) => {
-                to_system_time(header.touched)
+                from_unix_millis(header.touched)
                     + header
                         .max_age
-                        .map_or(fallback_lifetime(), Duration::from_secs)
+                        .map_or(FALLBACK_LIFETIME, Duration::from_secs)
             }
         }
     }
@@ -307,19 +310,24 @@ impl SessionLayer {
     /// cookie `session`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`,
     /// browser-session cookie, 24 h idle and 7 day absolute timeouts, no signing.
     pub fn new(store: impl SessionStore) -> Self {
-        let config = SessionConfig::default();
+        SessionLayer::build(store, &SessionConfig::default())
+    }
+
+    /// The one mapping from plain settings to the layer's shared state;
+    /// `config` must have passed `validate`.
+    fn build(store: impl SessionStore, config: &SessionConfig) -> Self {
         let typed_cache = store.keeps_records_in_memory();
         SessionLayer {
             shared: Arc::new(Shared {
                 store: Arc::new(store),
                 cookie: CookieSettings {
-                    name: config.cookie_name,
+                    name: config.cookie_name.clone(),
                     host_prefix: config.host_prefix,
                     secure: config.secure,
                     http_only: config.http_only,
                     same_site: config.same_site,
-                    path: config.path,
-                    domain: config.domain,
+                    path: config.path.clone(),
+                    domain: config.domain.clone(),
                     max_age: SessionConfig::secs(config.max_age_secs),
                     full_name: String::new(),
                 },
@@ -327,10 +335,15 @@ impl SessionLayer {
                 absolute: SessionConfig::secs(config.absolute_timeout_secs),
                 rolling: config.rolling,
                 typed_cache,
-                keys: Vec::new(),
+                keys: config
+                    .secrets
+                    .iter()
+                    .map(|s| derive_key(s.as_bytes()))
+                    .collect(),
                 clock: Arc::new(SystemClock),
             }),
         }
+        // Computes the cookie's full name.
         .edit(|_| {})
     }
 
@@ -352,33 +365,9 @@ impl SessionLayer {
         config: &SessionConfig,
         store: impl SessionStore,
     ) -> Result<Self, ConfigError> {
+        // Rejects, among the rest, every secret under 32 bytes.
         config.validate()?;
-        let keys = config
-            .secrets
-            .iter()
-            .map(|s| SigningKey::new(s.as_bytes().to_vec()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut layer = SessionLayer::new(store);
-        {
-            let s = Arc::make_mut(&mut layer.shared);
-            s.cookie = CookieSettings {
-                name: config.cookie_name.clone(),
-                host_prefix: config.host_prefix,
-                secure: config.secure,
-                http_only: config.http_only,
-                same_site: config.same_site,
-                path: config.path.clone(),
-                domain: config.domain.clone(),
-                max_age: SessionConfig::secs(config.max_age_secs),
-                full_name: String::new(),
-            };
-            s.cookie.refresh_full_name();
-            s.idle = SessionConfig::secs(config.idle_timeout_secs);
-            s.absolute = SessionConfig::secs(config.absolute_timeout_secs);
-            s.rolling = config.rolling;
-            s.keys = keys.iter().map(|k| derive_key(k.bytes())).collect();
-        }
-        Ok(layer)
+        Ok(SessionLayer::build(store, config))
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Shared)) -> Self {

@@ -6,7 +6,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use crate::clock::{from_unix_millis, unix_millis};
+use crate::clock::unix_millis;
 use crate::codec::{self, FieldMask, Header};
 use crate::error::{Error, LoadError, ValidationError};
 use crate::flash::{Flash, FlashHandle};
@@ -20,9 +20,6 @@ use crate::store::{Record, SaveOutcome, TypedCache};
 const MAX_MERGES: usize = 16;
 /// How often a create retries with a fresh id if the id is taken (it never is).
 const MAX_CREATE_TRIES: usize = 3;
-/// A record with no timeout at all is still dropped after this long (the
-/// longest cookie lifetime browsers honour).
-const FALLBACK_LIFETIME: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// The state of one session shared by every handle of one request.
 ///
@@ -944,12 +941,4 @@ impl<S: SessionSchema> Deref for SessionView<S> {
     fn deref(&self) -> &S::View {
         &self.view
     }
-}
-
-pub(crate) fn to_system_time(ms: u64) -> SystemTime {
-    from_unix_millis(ms)
-}
-
-pub(crate) fn fallback_lifetime() -> Duration {
-    FALLBACK_LIFETIME
 }

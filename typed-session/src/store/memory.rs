@@ -153,12 +153,7 @@ impl MemoryStore {
     pub fn sweep(&self) {
         let now = unix_millis(SystemTime::now());
         for shard in self.inner.shards.iter() {
-            let mut map = write(&shard.map);
-            let before = map.len();
-            map.retain(|_, e| e.live(now));
-            self.inner
-                .len
-                .fetch_sub(before - map.len(), Ordering::Relaxed);
+            self.inner.drop_expired(&mut write(&shard.map), now);
         }
     }
 
@@ -196,15 +191,20 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl Inner {
+    /// Removes a shard's expired entries and keeps the count in step.
+    fn drop_expired(&self, map: &mut Map, now: u64) {
+        let before = map.len();
+        map.retain(|_, e| e.live(now));
+        self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
+    }
+
     /// Makes room for one more entry in `shard`; called with its write lock
     /// held. O(1) amortized, also when the store is full (a flood of new
     /// sessions must not make each insert scan a shard).
     fn make_room(&self, shard: &Shard, map: &mut Map, now: u64) {
         let n = shard.inserts.fetch_add(1, Ordering::Relaxed);
         if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            let before = map.len();
-            map.retain(|_, e| e.live(now));
-            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
+            self.drop_expired(map, now);
         }
         if self.len.load(Ordering::Relaxed) < self.capacity {
             return;
