@@ -82,6 +82,10 @@ pub(crate) fn unix_millis(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
 }
 
+/// The time `ms` milliseconds after the Unix epoch, or the latest time the
+/// platform can represent past year 2200 when that overflows.
 pub(crate) fn from_unix_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(7_258_118_400))
 }

@@ -1,121 +1,204 @@
-//! Settings of the session layer: the cookie, timeouts and signing keys.
+//! Settings of the session layer as plain data: the backend (a tagged shape
+//! that carries each backend's own settings), the cookie, timeouts, secrets
+//! and limits; read from serde or from `SESSION_*` environment variables.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The cookie's `SameSite` attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SameSite {
-    /// Sent on same-site requests and top-level navigations (the default).
-    #[default]
-    Lax,
-    /// Sent on same-site requests only.
-    Strict,
-    /// Sent on cross-site requests too; needs `Secure`.
-    None,
-}
+use crate::cookies::{CookieSettings, SameSite};
+use crate::error::ConfigError;
+use crate::keys::SigningKey;
+use crate::runtime::DEFAULT_MAX_SESSION_BYTES;
 
-/// Which store a [`SessionConfig`] selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// Where sessions are kept, with that backend's own settings. In serde
+/// form it is tagged by `driver`:
+/// `{"driver": "memory", "capacity": 10000}`.
+///
+/// ```
+/// use typed_session::{SessionConfig, StoreConfig};
+///
+/// let config: SessionConfig = serde_json::from_str(
+///     r#"{"store": {"driver": "memory", "capacity": 5000}}"#,
+/// ).unwrap();
+/// assert!(matches!(&config.store, StoreConfig::Memory(m) if m.capacity == 5000));
+/// assert_eq!(config.store.driver(), "memory");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum Driver {
-    /// [`MemoryStore`](crate::store::MemoryStore) (the default).
-    #[default]
-    Memory,
+pub enum StoreConfig {
+    /// [`MemoryStore`](crate::store::MemoryStore) (the default; feature `memory-store`).
+    Memory(MemoryConfig),
+    /// Sessions in files on the local disk (feature `file-store`).
+    File(FileConfig),
+    /// Sessions in Redis or Redis Cluster (feature `redis-store`).
+    Redis(RedisConfig),
+    /// The whole session sealed in the cookie (feature `cookie-store`).
+    Cookie(CookieModeConfig),
 }
 
-/// A key for signing session cookies: at least 32 bytes.
-///
-/// Its `Debug` output is redacted.
-///
-/// ```
-/// use typed_session::SigningKey;
-///
-/// assert!(SigningKey::new(b"too short".to_vec()).is_err());
-/// let key = SigningKey::new(vec![7u8; 32]).unwrap();
-/// assert_eq!(format!("{key:?}"), "SigningKey(<redacted>)");
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKey(Vec<u8>);
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Memory(MemoryConfig::default())
+    }
+}
 
-/// The shortest key accepted, in bytes.
-pub const MIN_KEY_BYTES: usize = 32;
-
-impl SigningKey {
-    /// A key from its bytes; an error below 32 bytes.
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
-        let bytes = bytes.into();
-        if bytes.len() < MIN_KEY_BYTES {
-            return Err(ConfigError::SecretTooShort { len: bytes.len() });
+impl StoreConfig {
+    /// The driver name (`memory`, `file`, `redis`, `cookie`), as in `SESSION_DRIVER`.
+    pub fn driver(&self) -> &'static str {
+        match self {
+            StoreConfig::Memory(_) => "memory",
+            StoreConfig::File(_) => "file",
+            StoreConfig::Redis(_) => "redis",
+            StoreConfig::Cookie(_) => "cookie",
         }
-        Ok(SigningKey(bytes))
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
+    /// The cargo feature of typed-session that compiles this backend in.
+    pub fn feature(&self) -> &'static str {
+        feature_of(self.driver())
+    }
+
+    /// `Ok` when this backend is compiled in.
+    pub fn check_available(&self) -> Result<(), ConfigError> {
+        if compiled_in(self.driver()) {
+            Ok(())
+        } else {
+            Err(ConfigError::DriverUnavailable(
+                self.driver(),
+                self.feature(),
+            ))
+        }
     }
 }
 
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningKey(<redacted>)")
+fn feature_of(driver: &str) -> &'static str {
+    match driver {
+        "memory" => "memory-store",
+        "file" => "file-store",
+        "redis" => "redis-store",
+        _ => "cookie-store",
     }
 }
 
-/// A setting that cannot work, found when the layer is built.
-///
-/// ```
-/// use typed_session::{ConfigError, SessionConfig, SessionLayer};
-///
-/// let mut config = SessionConfig::default();
-/// config.secrets = vec!["hunter2".into()];
-/// assert_eq!(SessionLayer::from_config(&config).unwrap_err(), ConfigError::SecretTooShort { len: 7 });
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+fn compiled_in(driver: &str) -> bool {
+    match driver {
+        "memory" => cfg!(feature = "memory-store"),
+        // The file, Redis and encrypted-cookie backends are not built yet:
+        // their settings are accepted so that configurations can name them,
+        // and building a layer for them says which feature they need.
+        _ => false,
+    }
+}
+
+/// Settings of the in-process memory store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
-pub enum ConfigError {
-    /// A secret shorter than 32 bytes.
-    #[error(
-        "session secret is {len} bytes; at least 32 are required (generate one with `openssl rand -base64 48`)"
-    )]
-    SecretTooShort {
-        /// The length found.
-        len: usize,
-    },
-    /// `SameSite=None` without `Secure`: browsers drop such cookies.
-    #[error("`SameSite=None` requires `Secure`; set secure = true or choose another same_site")]
-    SameSiteNoneWithoutSecure,
-    /// The `__Host-` prefix needs `Secure`, `Path=/` and no `Domain`.
-    #[error("the `__Host-` cookie prefix requires secure = true, path = \"/\" and no domain")]
-    HostPrefixMismatch,
-    /// The cookie name is empty or has characters not allowed in a cookie name.
-    #[error("invalid cookie name {0:?}: use letters, digits and `-`, `_`, `.`")]
-    InvalidCookieName(String),
-    /// An environment variable could not be read as the setting it holds.
-    #[error("environment variable {name} has an invalid value: {reason}")]
-    InvalidEnv {
-        /// The variable.
-        name: &'static str,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The driver's store is not compiled in.
-    #[error("session driver `{0}` needs the `{1}` feature of typed-session")]
-    DriverUnavailable(&'static str, &'static str),
-    /// A timeout of zero.
-    #[error("{0} must be greater than zero")]
-    ZeroDuration(&'static str),
+pub struct MemoryConfig {
+    /// Most sessions kept (default 1,000,000).
+    pub capacity: usize,
+    /// Most bytes kept, estimated (default 512 MiB).
+    pub max_bytes: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            capacity: 1_000_000,
+            max_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Settings of the file store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FileConfig {
+    /// The directory of session files (default `storage/sessions`).
+    pub path: PathBuf,
+    /// Seconds between sweeps of expired files (default 300).
+    pub sweep_interval_secs: u64,
+    /// Largest record file read, in bytes (default 1 MiB).
+    pub max_record_bytes: usize,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            path: PathBuf::from("storage/sessions"),
+            sweep_interval_secs: 300,
+            max_record_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Settings of the Redis store.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://...`
+    /// (default `redis://127.0.0.1:6379`). May hold a password: redacted in `Debug`.
+    pub url: String,
+    /// Connect to a Redis Cluster through this node (default `false`).
+    pub cluster: bool,
+    /// Prefix of every key (default `session:`).
+    pub prefix: String,
+    /// Milliseconds to wait for a connection (default 2,000).
+    pub connect_timeout_ms: u64,
+    /// Milliseconds to wait for one command (default 1,000).
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".to_owned(),
+            cluster: false,
+            prefix: "session:".to_owned(),
+            connect_timeout_ms: 2_000,
+            command_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        let url = match self.url.split_once('@') {
+            Some((_, host)) => format!("<redacted>@{host}"),
+            None => self.url.clone(),
+        };
+        f.debug_struct("RedisConfig")
+            .field("url", &url)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("command_timeout_ms", &self.command_timeout_ms)
+            .finish()
+    }
+}
+
+/// Settings of the encrypted-cookie mode (the secrets are the config's `secrets`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CookieModeConfig {
+    /// Compress the sealed session when that makes the cookie smaller (default `false`).
+    pub compress: bool,
 }
 
 /// All settings of a [`SessionLayer`](crate::SessionLayer), as plain data.
 ///
 /// Deserialize it from your configuration file, or read it with
 /// [`SessionConfig::from_env`]. Durations are whole seconds. Every field has
-/// the safe default shown in [`SessionConfig::default`].
+/// the safe default shown in [`SessionConfig::default`]. Its `Debug` output
+/// redacts the secrets.
 ///
 /// ```
 /// use typed_session::SessionConfig;
@@ -126,15 +209,16 @@ pub enum ConfigError {
 ///     "secrets": ["an example secret that is at least 32 bytes long"]
 /// }"#).unwrap();
 /// assert!(config.secure && config.http_only);
+/// assert!(!format!("{config:?}").contains("example secret"));
 /// let layer = typed_session::SessionLayer::from_config(&config).unwrap();
 /// # let _ = layer;
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SessionConfig {
-    /// The store: `memory` (the default).
-    pub driver: Driver,
+    /// The backend and its settings (default: the memory store).
+    pub store: StoreConfig,
     /// Cookie name (default `session`).
     pub cookie_name: String,
     /// `Secure` (default `true`). Turning it off sends the cookie over plain
@@ -149,26 +233,32 @@ pub struct SessionConfig {
     pub path: String,
     /// `Domain` (default none: the cookie goes to the exact host only).
     pub domain: Option<String>,
-    /// `Max-Age` in seconds; none (the default) makes a browser-session cookie.
+    /// `Max-Age` in seconds (at most 400 days are sent); none (the default)
+    /// makes a browser-session cookie.
     pub max_age_secs: Option<u64>,
-    /// Prefix the name with `__Host-` (needs `Secure`, `Path=/`, no `Domain`).
-    pub host_prefix: bool,
+    /// The `__Host-` name prefix. Unset (the default), it is on whenever it
+    /// can be (`Secure`, `Path=/`, no `Domain`): browsers then refuse a cookie
+    /// of that name set by a sibling subdomain or over plain HTTP. `false`
+    /// turns it off (the cookie is then named exactly `cookie_name`); `true`
+    /// requires `Secure`, `Path=/` and no `Domain`.
+    pub host_prefix: Option<bool>,
     /// Server-side idle timeout in seconds (default 86,400: 24 hours).
     pub idle_timeout_secs: Option<u64>,
     /// Server-side absolute lifetime in seconds (default 604,800: 7 days).
     pub absolute_timeout_secs: Option<u64>,
     /// Re-send the cookie (refreshing `Max-Age`) on every response that uses the session.
     pub rolling: bool,
-    /// Signing secrets, newest first: the first signs, all verify. Each at least 32 bytes.
+    /// Secrets, newest first: the first signs, all verify. Each at least 32 bytes.
     pub secrets: Vec<String>,
-    /// Most sessions the memory store keeps (default 1,000,000).
-    pub memory_capacity: usize,
+    /// Largest encoded session, in bytes (default 65,536); a write past it
+    /// is refused with a `413`.
+    pub max_session_bytes: usize,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            driver: Driver::Memory,
+            store: StoreConfig::default(),
             cookie_name: "session".to_owned(),
             secure: true,
             http_only: true,
@@ -176,13 +266,37 @@ impl Default for SessionConfig {
             path: "/".to_owned(),
             domain: None,
             max_age_secs: None,
-            host_prefix: false,
+            host_prefix: None,
             idle_timeout_secs: Some(24 * 3600),
             absolute_timeout_secs: Some(7 * 24 * 3600),
             rolling: false,
             secrets: Vec::new(),
-            memory_capacity: 1_000_000,
+            max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
         }
+    }
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("store", &self.store)
+            .field("cookie_name", &self.cookie_name)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("max_age_secs", &self.max_age_secs)
+            .field("host_prefix", &self.host_prefix)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("absolute_timeout_secs", &self.absolute_timeout_secs)
+            .field("rolling", &self.rolling)
+            .field(
+                "secrets",
+                &format_args!("[<{} redacted>]", self.secrets.len()),
+            )
+            .field("max_session_bytes", &self.max_session_bytes)
+            .finish()
     }
 }
 
@@ -190,15 +304,19 @@ fn env_var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+fn invalid(name: &'static str, reason: String) -> ConfigError {
+    ConfigError::InvalidEnv { name, reason }
+}
+
 fn env_bool(name: &'static str) -> Result<Option<bool>, ConfigError> {
     env_var(name)
         .map(|v| match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" => Ok(false),
-            other => Err(ConfigError::InvalidEnv {
+            other => Err(invalid(
                 name,
-                reason: format!("expected true or false, found {other:?}"),
-            }),
+                format!("expected true or false, found {other:?}"),
+            )),
         })
         .transpose()
 }
@@ -210,44 +328,151 @@ fn env_secs(name: &'static str) -> Result<Option<Option<u64>>, ConfigError> {
             if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("off") {
                 return Ok(None);
             }
-            v.parse::<u64>()
-                .map(Some)
-                .map_err(|_| ConfigError::InvalidEnv {
+            v.parse::<u64>().map(Some).map_err(|_| {
+                invalid(
                     name,
-                    reason: format!("expected whole seconds or `none`, found {v:?}"),
-                })
+                    format!("expected whole seconds or `none`, found {v:?}"),
+                )
+            })
         })
         .transpose()
 }
 
+fn env_number<T: std::str::FromStr>(
+    name: &'static str,
+    what: &str,
+) -> Result<Option<T>, ConfigError> {
+    env_var(name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| invalid(name, format!("expected {what}, found {v:?}")))
+        })
+        .transpose()
+}
+
+/// Each backend's variables. `REDIS_URL` is read only when
+/// `SESSION_DRIVER=redis`: apps often set it for other uses.
+const BACKEND_VARS: &[(&str, &[&str])] = &[
+    (
+        "memory",
+        &["SESSION_MEMORY_CAPACITY", "SESSION_MEMORY_MAX_BYTES"],
+    ),
+    (
+        "file",
+        &[
+            "SESSION_FILE_PATH",
+            "SESSION_FILE_SWEEP_INTERVAL",
+            "SESSION_FILE_MAX_RECORD_BYTES",
+        ],
+    ),
+    (
+        "redis",
+        &[
+            "SESSION_REDIS_PREFIX",
+            "SESSION_REDIS_CLUSTER",
+            "SESSION_REDIS_CONNECT_TIMEOUT_MS",
+            "SESSION_REDIS_COMMAND_TIMEOUT_MS",
+        ],
+    ),
+    ("cookie", &["SESSION_COOKIE_COMPRESS"]),
+];
+
 impl SessionConfig {
-    /// Reads the settings from `SESSION_*` environment variables over the defaults.
+    /// Reads the settings from environment variables over the defaults.
     ///
     /// | variable | setting |
     /// |---|---|
-    /// | `SESSION_DRIVER` | `memory` |
-    /// | `SESSION_SECRET` | the signing secret (32+ bytes) |
+    /// | `SESSION_DRIVER` | `memory` (default), `file`, `redis` or `cookie` |
+    /// | `SESSION_SECRET` | the secret (32+ bytes) |
     /// | `SESSION_PREVIOUS_SECRETS` | older secrets still accepted, comma-separated (so they cannot contain commas) |
     /// | `SESSION_COOKIE_NAME` | cookie name |
     /// | `SESSION_SECURE`, `SESSION_HTTP_ONLY`, `SESSION_HOST_PREFIX`, `SESSION_ROLLING` | `true` / `false` |
     /// | `SESSION_SAME_SITE` | `lax`, `strict` or `none` |
     /// | `SESSION_PATH`, `SESSION_DOMAIN` | cookie path and domain |
     /// | `SESSION_MAX_AGE`, `SESSION_IDLE_TIMEOUT`, `SESSION_ABSOLUTE_TIMEOUT` | seconds, or `none` |
-    /// | `SESSION_MEMORY_CAPACITY` | sessions |
+    /// | `SESSION_MAX_SESSION_BYTES` | bytes |
+    /// | `SESSION_MEMORY_CAPACITY`, `SESSION_MEMORY_MAX_BYTES` | memory store: sessions, bytes |
+    /// | `SESSION_FILE_PATH`, `SESSION_FILE_SWEEP_INTERVAL`, `SESSION_FILE_MAX_RECORD_BYTES` | file store: directory, seconds, bytes |
+    /// | `REDIS_URL`, `SESSION_REDIS_PREFIX`, `SESSION_REDIS_CLUSTER`, `SESSION_REDIS_CONNECT_TIMEOUT_MS`, `SESSION_REDIS_COMMAND_TIMEOUT_MS` | Redis store (`REDIS_URL` is read only with `SESSION_DRIVER=redis`) |
+    /// | `SESSION_COOKIE_COMPRESS` | encrypted-cookie mode: `true` / `false` |
     ///
-    /// The result is checked as [`SessionConfig::validate`] does.
+    /// A backend variable set for a backend that is not compiled in is an
+    /// error naming its cargo feature; variables of another compiled-in
+    /// backend than the selected one are ignored. The result is checked as
+    /// [`SessionConfig::validate`] does.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut config = SessionConfig::default();
+        for (driver, vars) in BACKEND_VARS {
+            if compiled_in(driver) {
+                continue;
+            }
+            if let Some(name) = vars.iter().find(|v| env_var(v).is_some()) {
+                return Err(ConfigError::EnvForMissingDriver {
+                    name,
+                    driver,
+                    feature: feature_of(driver),
+                });
+            }
+        }
         if let Some(driver) = env_var("SESSION_DRIVER") {
-            config.driver = match driver.trim().to_ascii_lowercase().as_str() {
-                "memory" => Driver::Memory,
+            config.store = match driver.trim().to_ascii_lowercase().as_str() {
+                "memory" => StoreConfig::Memory(MemoryConfig::default()),
+                "file" => StoreConfig::File(FileConfig::default()),
+                "redis" => StoreConfig::Redis(RedisConfig::default()),
+                "cookie" => StoreConfig::Cookie(CookieModeConfig::default()),
                 other => {
-                    return Err(ConfigError::InvalidEnv {
-                        name: "SESSION_DRIVER",
-                        reason: format!("unknown or not compiled in: {other:?} (expected memory)"),
-                    });
+                    return Err(invalid(
+                        "SESSION_DRIVER",
+                        format!(
+                            "unknown driver {other:?} (expected memory, file, redis or cookie)"
+                        ),
+                    ));
                 }
             };
+        }
+        match &mut config.store {
+            StoreConfig::Memory(m) => {
+                if let Some(v) = env_number("SESSION_MEMORY_CAPACITY", "a number of sessions")? {
+                    m.capacity = v;
+                }
+                if let Some(v) = env_number("SESSION_MEMORY_MAX_BYTES", "a number of bytes")? {
+                    m.max_bytes = v;
+                }
+            }
+            StoreConfig::File(f) => {
+                if let Some(v) = env_var("SESSION_FILE_PATH") {
+                    f.path = PathBuf::from(v);
+                }
+                if let Some(v) = env_number("SESSION_FILE_SWEEP_INTERVAL", "whole seconds")? {
+                    f.sweep_interval_secs = v;
+                }
+                if let Some(v) = env_number("SESSION_FILE_MAX_RECORD_BYTES", "a number of bytes")? {
+                    f.max_record_bytes = v;
+                }
+            }
+            StoreConfig::Redis(r) => {
+                if let Some(v) = env_var("REDIS_URL") {
+                    r.url = v;
+                }
+                if let Some(v) = env_var("SESSION_REDIS_PREFIX") {
+                    r.prefix = v;
+                }
+                if let Some(v) = env_bool("SESSION_REDIS_CLUSTER")? {
+                    r.cluster = v;
+                }
+                if let Some(v) = env_number("SESSION_REDIS_CONNECT_TIMEOUT_MS", "milliseconds")? {
+                    r.connect_timeout_ms = v;
+                }
+                if let Some(v) = env_number("SESSION_REDIS_COMMAND_TIMEOUT_MS", "milliseconds")? {
+                    r.command_timeout_ms = v;
+                }
+            }
+            StoreConfig::Cookie(c) => {
+                if let Some(v) = env_bool("SESSION_COOKIE_COMPRESS")? {
+                    c.compress = v;
+                }
+            }
         }
         if let Some(secret) = env_var("SESSION_SECRET") {
             config.secrets = vec![secret];
@@ -271,7 +496,7 @@ impl SessionConfig {
             config.http_only = v;
         }
         if let Some(v) = env_bool("SESSION_HOST_PREFIX")? {
-            config.host_prefix = v;
+            config.host_prefix = Some(v);
         }
         if let Some(v) = env_bool("SESSION_ROLLING")? {
             config.rolling = v;
@@ -282,10 +507,10 @@ impl SessionConfig {
                 "strict" => SameSite::Strict,
                 "none" => SameSite::None,
                 other => {
-                    return Err(ConfigError::InvalidEnv {
-                        name: "SESSION_SAME_SITE",
-                        reason: format!("expected lax, strict or none, found {other:?}"),
-                    });
+                    return Err(invalid(
+                        "SESSION_SAME_SITE",
+                        format!("expected lax, strict or none, found {other:?}"),
+                    ));
                 }
             };
         }
@@ -304,28 +529,17 @@ impl SessionConfig {
         if let Some(v) = env_secs("SESSION_ABSOLUTE_TIMEOUT")? {
             config.absolute_timeout_secs = v;
         }
-        if let Some(v) = env_var("SESSION_MEMORY_CAPACITY") {
-            config.memory_capacity = v.trim().parse().map_err(|_| ConfigError::InvalidEnv {
-                name: "SESSION_MEMORY_CAPACITY",
-                reason: format!("expected a number of sessions, found {v:?}"),
-            })?;
+        if let Some(v) = env_number("SESSION_MAX_SESSION_BYTES", "a number of bytes")? {
+            config.max_session_bytes = v;
         }
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks that the settings can work together.
+    /// Checks that the settings can work together and that the backend is compiled in.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for secret in &self.secrets {
-            SigningKey::new(secret.as_bytes().to_vec())?;
-        }
-        check_cookie_name(&self.cookie_name)?;
-        if self.same_site == SameSite::None && !self.secure {
-            return Err(ConfigError::SameSiteNoneWithoutSecure);
-        }
-        if self.host_prefix && (!self.secure || self.path != "/" || self.domain.is_some()) {
-            return Err(ConfigError::HostPrefixMismatch);
-        }
+        self.signing_keys()?;
+        self.cookie_settings().validate()?;
         for (name, value) in [
             ("max_age_secs", self.max_age_secs),
             ("idle_timeout_secs", self.idle_timeout_secs),
@@ -335,22 +549,34 @@ impl SessionConfig {
                 return Err(ConfigError::ZeroDuration(name));
             }
         }
-        Ok(())
+        if self.max_session_bytes == 0 {
+            return Err(ConfigError::ZeroDuration("max_session_bytes"));
+        }
+        self.store.check_available()
+    }
+
+    /// The secrets as keys, newest first.
+    pub(crate) fn signing_keys(&self) -> Result<Vec<SigningKey>, ConfigError> {
+        self.secrets
+            .iter()
+            .map(|s| SigningKey::new(s.as_bytes().to_vec()))
+            .collect()
+    }
+
+    pub(crate) fn cookie_settings(&self) -> CookieSettings {
+        let mut c = CookieSettings::new(self.cookie_name.clone());
+        c.host_prefix = self.host_prefix;
+        c.secure = self.secure;
+        c.http_only = self.http_only;
+        c.same_site = self.same_site;
+        c.path = self.path.clone();
+        c.domain = self.domain.clone();
+        c.max_age = self.max_age_secs.map(Duration::from_secs);
+        c.refresh();
+        c
     }
 
     pub(crate) fn secs(v: Option<u64>) -> Option<Duration> {
         v.map(Duration::from_secs)
-    }
-}
-
-pub(crate) fn check_cookie_name(name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::InvalidCookieName(name.to_owned()))
     }
 }

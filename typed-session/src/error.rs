@@ -305,4 +305,155 @@ pub enum Error {
     /// The session is not attached to a [`SessionLayer`](crate::SessionLayer) (a detached session).
     #[error("the session is detached: it has no store to save to")]
     Detached,
+    /// The encoded session is larger than the layer's limit
+    /// ([`SessionLayer::with_max_session_bytes`](crate::SessionLayer::with_max_session_bytes));
+    /// nothing was saved. Answered `413 Payload Too Large` if the handler lets it through.
+    #[error(
+        "the session is {size} bytes encoded, more than the limit of {limit}; nothing was saved"
+    )]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// A setting that cannot work, found when the layer is built.
+///
+/// ```
+/// use typed_session::{ConfigError, SessionConfig, SessionLayer};
+///
+/// let mut config = SessionConfig::default();
+/// config.secrets = vec!["hunter2".into()];
+/// assert_eq!(SessionLayer::from_config(&config).unwrap_err(), ConfigError::SecretTooShort { len: 7 });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A secret shorter than 32 bytes.
+    #[error(
+        "session secret is {len} bytes; at least 32 are required (generate one with `openssl rand -base64 48`)"
+    )]
+    SecretTooShort {
+        /// The length found.
+        len: usize,
+    },
+    /// A secret made of one repeated byte (`"aaaa..."`): a placeholder, not a key.
+    #[error("session secret is one byte repeated; use a random secret (`openssl rand -base64 48`)")]
+    SecretNotRandom,
+    /// `SameSite=None` without `Secure`: browsers drop such cookies.
+    #[error("`SameSite=None` requires `Secure`; set secure = true or choose another same_site")]
+    SameSiteNoneWithoutSecure,
+    /// The `__Host-` prefix needs `Secure`, `Path=/` and no `Domain`.
+    #[error("the `__Host-` cookie prefix requires secure = true, path = \"/\" and no domain")]
+    HostPrefixMismatch,
+    /// The cookie name is empty or has characters not allowed in a cookie name.
+    #[error("invalid cookie name {0:?}: use letters, digits and `-`, `_`, `.`")]
+    InvalidCookieName(String),
+    /// A cookie `Path` or `Domain` with characters that would end the
+    /// attribute or inject another (`;`, `,`, spaces, control characters).
+    #[error("invalid cookie {attribute} {value:?}: no `;`, `,`, whitespace or control characters")]
+    InvalidCookieAttribute {
+        /// `path` or `domain`.
+        attribute: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// An environment variable could not be read as the setting it holds.
+    #[error("environment variable {name} has an invalid value: {reason}")]
+    InvalidEnv {
+        /// The variable.
+        name: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The driver's store is not compiled in.
+    #[error("session driver `{0}` needs the `{1}` feature of typed-session")]
+    DriverUnavailable(&'static str, &'static str),
+    /// A variable of a backend that is not compiled in.
+    #[error(
+        "environment variable {name} configures the `{driver}` session driver, which needs the `{feature}` feature of typed-session"
+    )]
+    EnvForMissingDriver {
+        /// The variable.
+        name: &'static str,
+        /// The driver it belongs to.
+        driver: &'static str,
+        /// The cargo feature that compiles the driver in.
+        feature: &'static str,
+    },
+    /// A timeout or size of zero.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
+}
+
+/// The error and its sources, for logs. Only for errors that carry no
+/// session data (store and I/O errors); parse and validation errors go
+/// through [`describe_for_log`].
+pub(crate) fn error_chain(err: &dyn StdError) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A description of a load, parse or validation failure that is safe to
+/// log: serde's messages quote the offending input and a rule's message may
+/// quote the value, so neither is included; what is left is the field, the
+/// kind of failure and, for JSON, its category and position.
+pub(crate) fn describe_for_log(err: &(dyn StdError + 'static)) -> String {
+    if let Some(e) = err.downcast_ref::<serde_json::Error>() {
+        let category = match e.classify() {
+            serde_json::error::Category::Io => "i/o",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "type or value",
+            serde_json::error::Category::Eof => "unexpected end",
+        };
+        return format!(
+            "JSON {category} error at line {} column {}",
+            e.line(),
+            e.column()
+        );
+    }
+    if let Some(e) = err.downcast_ref::<ValidationError>() {
+        return match (e.field(), e.is_readonly()) {
+            (_, true) => "read-only field changed".to_owned(),
+            (Some(field), false) => format!("field `{field}` failed its validation rule"),
+            (None, false) => "the struct failed its validation rule".to_owned(),
+        };
+    }
+    if let Some(e) = err.downcast_ref::<FieldError>() {
+        return match e.source() {
+            Some(source) => format!("field `{}`: {}", e.field(), describe_for_log(source)),
+            None => format!("field `{}` is invalid", e.field()),
+        };
+    }
+    if err.downcast_ref::<MigrationError>().is_some() {
+        return "a migration step failed".to_owned();
+    }
+    if let Some(e) = err.downcast_ref::<LoadError>() {
+        return match e {
+            LoadError::Corrupt(j) => format!("corrupt record ({})", describe_for_log(j)),
+            LoadError::FutureVersion { found, known } => {
+                format!("record version {found} is newer than {known}")
+            }
+            LoadError::Migration { from, .. } => format!("migration from version {from} failed"),
+            LoadError::Destroy(f) => format!("discarded: {}", describe_for_log(f)),
+            LoadError::Reject(f) => format!("rejected: {}", describe_for_log(f)),
+        };
+    }
+    if let Some(e) = err.downcast_ref::<Error>() {
+        return match e {
+            Error::Serialize(j) => format!("serialization failed ({})", describe_for_log(j)),
+            Error::Load(l) => describe_for_log(l),
+            Error::Validation(v) => describe_for_log(v),
+            other => error_chain(other),
+        };
+    }
+    error_chain(err)
 }

@@ -1,14 +1,40 @@
-//! The axum extractors: `TypedSession<S>`, `SessionView<S>` and their `Option` forms.
+//! The axum extractors: `TypedSession<S>`, `SessionView<S>` and their
+//! `Option` forms, and the per-request context the layer hands them.
 
 use std::sync::{Arc, Mutex};
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use crate::layer::RequestContext;
+use crate::handle::{SessionView, TypedSession};
+use crate::persist::Finish;
 use crate::rejection::SessionRejection;
+use crate::runtime::Runtime;
 use crate::schema::SessionSchema;
-use crate::session::{Core, ErasedSession, SessionView, TypedSession};
+use crate::state::Core;
+use crate::store::BoxFuture;
+
+/// The request extension the layer adds and the extractors read.
+#[derive(Clone)]
+pub(crate) struct RequestContext {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) slot: SlotCell,
+}
+
+/// Type-erased access for the layer, which does not know `S`.
+pub(crate) trait ErasedSession: Send + Sync + 'static {
+    fn finish(&self) -> BoxFuture<'_, Finish>;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<S: SessionSchema> ErasedSession for Core<S> {
+    fn finish(&self) -> BoxFuture<'_, Finish> {
+        Box::pin(Core::finish(self))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// The session of one request, once extracted: kept so that every extractor
 /// of the request shares it and the layer can save it.
@@ -40,8 +66,8 @@ async fn core_for<S: SessionSchema>(parts: &Parts) -> Result<Core<S>, SessionRej
     {
         return slot.core();
     }
-    let cookie = ctx.shared.read_cookie(&parts.headers);
-    let core = Core::<S>::load(ctx.shared.clone(), cookie).await?;
+    let cookie = ctx.runtime.cookie.find(&parts.headers);
+    let core = Core::<S>::load(ctx.runtime.clone(), cookie).await?;
     let mut slot = ctx
         .slot
         .lock()

@@ -6,7 +6,23 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::schema::SessionSchema;
-use crate::session::Core;
+use crate::state::Core;
+
+/// Most messages one flash field holds for later requests; pushing more
+/// drops the oldest (logged at debug), so a loop or a hostile client cannot
+/// grow a session without bound through flash messages.
+pub const MAX_PENDING_FLASH: usize = 64;
+
+impl<S: SessionSchema> Core<S> {
+    /// The handle of a flash field.
+    pub fn flash<T: Clone>(
+        &self,
+        index: usize,
+        project: fn(&mut S) -> &mut Flash<T>,
+    ) -> FlashHandle<'_, S, T> {
+        FlashHandle::new(self, index, project)
+    }
+}
 
 /// A list of flash messages stored in a session field marked `#[session(flash)]`.
 ///
@@ -119,7 +135,11 @@ impl<T: Serialize> Serialize for Flash<T> {
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Flash<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Vec::<T>::deserialize(deserializer).map(Flash::from_pending)
+        let mut pending = Vec::<T>::deserialize(deserializer)?;
+        // A record written with a larger bound keeps its newest messages.
+        let excess = pending.len().saturating_sub(MAX_PENDING_FLASH);
+        pending.drain(..excess);
+        Ok(Flash::from_pending(pending))
     }
 }
 
@@ -158,9 +178,19 @@ impl<'a, S: SessionSchema, T: Clone> FlashHandle<'a, S, T> {
         self.core.with_flash(self.index, |s| f(project(s)))
     }
 
-    /// Queues `message` for the next request that reads this field.
+    /// Queues `message` for the next request that reads this field. A field
+    /// holds at most [`MAX_PENDING_FLASH`] messages: beyond that, the oldest
+    /// pending message is dropped.
     pub fn push(&self, message: T) {
         self.with(|flash| {
+            if flash.pending_len() >= MAX_PENDING_FLASH {
+                tracing::debug!("flash queue full; dropping its oldest message");
+                if flash.incoming.is_empty() {
+                    flash.outgoing.remove(0);
+                } else {
+                    flash.incoming.remove(0);
+                }
+            }
             flash.outgoing.push(message);
             ((), true)
         })

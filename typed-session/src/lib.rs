@@ -53,16 +53,27 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod codec;
+// One concern per module; internal imports run one way (see the README's
+// "Code layout"): state <- access/persist/flash <- handle <- extract <- layer.
+mod access;
+mod backend;
 mod config;
+mod cookies;
+mod envelope;
 mod error;
+mod expiry;
 mod extract;
 mod flash;
+mod handle;
+mod header;
 mod id;
+mod keys;
 mod layer;
+mod persist;
 mod rejection;
+mod runtime;
 mod schema;
-mod session;
+mod state;
 
 pub mod clock;
 pub mod store;
@@ -71,14 +82,20 @@ pub mod store;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use config::{ConfigError, Driver, MIN_KEY_BYTES, SameSite, SessionConfig, SigningKey};
-pub use error::{Error, FieldError, LoadError, MigrationError, StoreError, ValidationError};
-pub use flash::{Flash, FlashHandle};
+pub use config::{
+    CookieModeConfig, FileConfig, MemoryConfig, RedisConfig, SessionConfig, StoreConfig,
+};
+pub use cookies::SameSite;
+pub use error::{
+    ConfigError, Error, FieldError, LoadError, MigrationError, StoreError, ValidationError,
+};
+pub use flash::{Flash, FlashHandle, MAX_PENDING_FLASH};
+pub use handle::{SessionView, TypedSession};
 pub use id::{SessionId, SessionKey};
+pub use keys::{MIN_KEY_BYTES, SigningKey};
 pub use layer::{SessionLayer, SessionService};
 pub use rejection::SessionRejection;
 pub use schema::{OnInvalid, SessionSchema};
-pub use session::{SessionView, TypedSession};
 
 /// Derives [`SessionSchema`](trait@SessionSchema) for a struct with named fields.
 #[cfg(feature = "derive")]

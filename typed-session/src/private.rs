@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 pub use crate::error::{MigrationError, ValidationError};
 pub use crate::flash::{Flash, FlashHandle};
 pub use crate::schema::{FieldMeta, HandleFor, OnInvalid, SessionSchema, StubHandle};
-pub use crate::session::{Core, ReadCore};
+pub use crate::state::{Core, ReadCore};
 pub use serde_json::Error as JsonError;
 pub use serde_json::Value;
 pub use std::vec::Vec;

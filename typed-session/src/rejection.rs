@@ -41,6 +41,9 @@ pub enum SessionRejection {
     /// that expired) meanwhile; the write was not saved.
     #[error("session ended")]
     SessionEnded,
+    /// The session grew past the layer's size limit; the write was not saved.
+    #[error("session too large")]
+    TooLarge,
 }
 
 impl SessionRejection {
@@ -55,6 +58,7 @@ impl SessionRejection {
             | SessionRejection::Busy => StatusCode::SERVICE_UNAVAILABLE,
             SessionRejection::InvalidSession => StatusCode::BAD_REQUEST,
             SessionRejection::SessionEnded => StatusCode::CONFLICT,
+            SessionRejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -87,6 +91,7 @@ impl From<&crate::Error> for SessionRejection {
         match err {
             crate::Error::Conflict => SessionRejection::Busy,
             crate::Error::Destroyed => SessionRejection::SessionEnded,
+            crate::Error::TooLarge { .. } => SessionRejection::TooLarge,
             crate::Error::Load(crate::LoadError::FutureVersion { .. }) => {
                 SessionRejection::UnsupportedVersion
             }
@@ -100,7 +105,7 @@ impl IntoResponse for crate::Error {
         match &self {
             crate::Error::Validation(v) => v.clone().into_response(),
             other => {
-                tracing::error!(cause = %crate::session::error_chain(other), "session save failed");
+                tracing::error!(cause = %crate::error::describe_for_log(other), "session save failed");
                 SessionRejection::from(other).into_response()
             }
         }

@@ -1,7 +1,7 @@
 //! The [`SessionSchema`] trait that `#[derive(SessionSchema)]` implements.
 
 use crate::error::{MigrationError, ValidationError};
-use crate::session::Core;
+use crate::state::Core;
 
 /// A struct that can be stored as a typed session.
 ///

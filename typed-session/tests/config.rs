@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-use typed_session::{ConfigError, SameSite, SessionConfig, SessionLayer};
+use typed_session::store::MemoryStore;
+use typed_session::{ConfigError, RedisConfig, SameSite, SessionConfig, SessionLayer, StoreConfig};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-and-more";
 
@@ -46,7 +47,7 @@ fn invalid_combinations_are_startup_errors() {
     );
     assert_eq!(
         bad(|c| {
-            c.host_prefix = true;
+            c.host_prefix = Some(true);
             c.domain = Some("example.test".into());
         }),
         ConfigError::HostPrefixMismatch
@@ -61,12 +62,103 @@ fn invalid_combinations_are_startup_errors() {
     ));
     let err = bad(|c| c.secrets = vec!["short".into()]).to_string();
     assert!(err.contains("at least 32"), "{err}");
+    assert_eq!(
+        bad(|c| c.secrets = vec!["a".repeat(40)]),
+        ConfigError::SecretNotRandom
+    );
+    // Attribute injection: the config path and the builder refuse the same values.
+    for (path, domain) in [
+        ("/a;Domain=evil.test", None),
+        ("/", Some("example.test; Secure")),
+    ] {
+        let err = bad(|c| {
+            c.path = "/x;y".into();
+        });
+        assert!(matches!(
+            err,
+            ConfigError::InvalidCookieAttribute {
+                attribute: "path",
+                ..
+            }
+        ));
+        let mut layer = SessionLayer::new(MemoryStore::new()).with_path(path);
+        if let Some(domain) = domain {
+            layer = layer.with_domain(domain);
+        }
+        assert!(
+            matches!(
+                layer.check(),
+                Err(ConfigError::InvalidCookieAttribute { .. })
+            ),
+            "{path} {domain:?}"
+        );
+    }
+    assert_eq!(
+        SessionLayer::new(MemoryStore::new())
+            .with_same_site(SameSite::None)
+            .with_secure(false)
+            .check(),
+        Err(ConfigError::SameSiteNoneWithoutSecure),
+        "the builder makes the config's check too"
+    );
+}
+
+#[test]
+#[should_panic(expected = "invalid SessionLayer settings")]
+fn an_invalid_builder_panics_when_the_router_is_built() {
+    let layer = SessionLayer::new(MemoryStore::new()).with_path("/a\r\nX-Injected: 1");
+    let _ = axum::Router::<()>::new().layer(layer);
+}
+
+#[test]
+fn debug_output_redacts_secrets() {
+    let mut c = SessionConfig::default();
+    c.secrets = vec![
+        SECRET.into(),
+        "an older secret of at least thirty-two bytes".into(),
+    ];
+    c.store = StoreConfig::Redis(RedisConfig::default());
+    if let StoreConfig::Redis(r) = &mut c.store {
+        r.url = "redis://user:hunter2-password@cache.internal:6379/0".into();
+    }
+    let debug = format!("{c:?}");
+    for secret in [SECRET, "older secret", "hunter2-password"] {
+        assert!(!debug.contains(secret), "{secret:?} in {debug}");
+    }
+    assert!(debug.contains("2 redacted"), "{debug}");
+    assert!(debug.contains("cache.internal"), "{debug}");
+}
+
+#[test]
+fn the_backend_is_a_tagged_shape() {
+    let c: SessionConfig =
+        serde_json::from_str(r#"{"store":{"driver":"file","path":"/var/lib/app/sessions"}}"#)
+            .unwrap();
+    match &c.store {
+        StoreConfig::File(f) => {
+            assert_eq!(f.path, std::path::PathBuf::from("/var/lib/app/sessions"));
+            assert_eq!(f.max_record_bytes, 1 << 20, "defaults fill the rest");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.validate(),
+        Err(ConfigError::DriverUnavailable("file", "file-store"))
+    );
+    assert!(
+        serde_json::from_str::<SessionConfig>(r#"{"store":{"driver":"memory","path":"x"}}"#)
+            .is_err(),
+        "another backend's setting is a typo"
+    );
+    let m: SessionConfig =
+        serde_json::from_str(r#"{"store":{"driver":"memory","capacity":10}}"#).unwrap();
+    SessionLayer::from_config(&m).unwrap();
 }
 
 #[test]
 fn serde_form() {
     let c: SessionConfig = serde_json::from_str(
-        r#"{"driver":"memory","cookie_name":"shop","same_site":"strict","max_age_secs":60,"secrets":["0123456789abcdef0123456789abcdef"]}"#,
+        r#"{"store":{"driver":"memory"},"cookie_name":"shop","same_site":"strict","max_age_secs":60,"secrets":["0123456789abcdef0123456789abcdef"]}"#,
     )
     .unwrap();
     assert_eq!(c.cookie_name, "shop");
@@ -161,4 +253,18 @@ fn from_env_reads_session_variables() {
     assert!(bad.contains("SESSION_SECURE"), "{bad}");
     let driver = from_env_in_child(&[("SESSION_DRIVER", "postgres")]);
     assert!(driver.contains("SESSION_DRIVER"), "{driver}");
+    let missing = from_env_in_child(&[("SESSION_DRIVER", "redis")]);
+    assert_eq!(
+        missing,
+        "err session driver `redis` needs the `redis-store` feature of typed-session"
+    );
+    let stray = from_env_in_child(&[("SESSION_FILE_PATH", "/tmp/sessions")]);
+    assert_eq!(
+        stray,
+        "err environment variable SESSION_FILE_PATH configures the `file` session driver, which needs the `file-store` feature of typed-session"
+    );
+    // REDIS_URL is common for other uses: read only with SESSION_DRIVER=redis.
+    assert!(from_env_in_child(&[("REDIS_URL", "redis://127.0.0.1:1")]).starts_with("ok"));
+    let cap = from_env_in_child(&[("SESSION_MEMORY_CAPACITY", "many")]);
+    assert!(cap.contains("SESSION_MEMORY_CAPACITY"), "{cap}");
 }

@@ -3,98 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::{Duration, SystemTime};
 
+use common::store_suite::{HOUR, record};
 use typed_session::SessionKey;
 use typed_session::store::{MemoryStore, Record, SaveOutcome, SessionStore};
-
-fn key(n: u8) -> SessionKey {
-    let mut bytes = [0u8; 32];
-    bytes[0] = n;
-    bytes[8] = n.wrapping_mul(37);
-    bytes[31] = 0xaa;
-    SessionKey::from_bytes(bytes)
-}
-
-fn record(data: &str, revision: u64, ttl: Duration) -> Record {
-    Record::new(data.as_bytes().to_vec(), revision, SystemTime::now() + ttl)
-}
-
-const HOUR: Duration = Duration::from_secs(3600);
-
-async fn conformance(store: &impl SessionStore) {
-    let k = key(1);
-    assert_eq!(store.load(&k).await.unwrap(), None);
-
-    // create is create-if-absent
-    assert!(store.create(&k, record("a", 1, HOUR)).await.unwrap());
-    assert!(
-        !store.create(&k, record("b", 1, HOUR)).await.unwrap(),
-        "never overwrites"
-    );
-    let got = store.load(&k).await.unwrap().unwrap();
-    assert_eq!((&got.data[..], got.revision), (&b"a"[..], 1));
-
-    // save is compare-and-set on the revision
-    assert_eq!(
-        store.save(&k, record("c", 2, HOUR), 1).await.unwrap(),
-        SaveOutcome::Saved
-    );
-    match store.save(&k, record("d", 2, HOUR), 1).await.unwrap() {
-        SaveOutcome::Conflict(Some(current)) => {
-            assert_eq!(
-                (&current.data[..], current.revision),
-                (&b"c"[..], 2),
-                "the conflict reports what is stored"
-            );
-        }
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-    assert_eq!(&store.load(&k).await.unwrap().unwrap().data[..], b"c");
-
-    // delete, idempotent; a save after delete does not resurrect
-    store.delete(&k).await.unwrap();
-    store.delete(&k).await.unwrap();
-    assert_eq!(store.load(&k).await.unwrap(), None);
-    assert_eq!(
-        store.save(&k, record("e", 3, HOUR), 2).await.unwrap(),
-        SaveOutcome::Conflict(None)
-    );
-    assert_eq!(store.load(&k).await.unwrap(), None);
-
-    // expired records are never returned, can be created over, and cannot be saved
-    let e = key(2);
-    assert!(
-        store
-            .create(&e, record("old", 1, Duration::from_millis(1)))
-            .await
-            .unwrap()
-    );
-    std::thread::sleep(Duration::from_millis(5));
-    assert_eq!(store.load(&e).await.unwrap(), None);
-    assert_eq!(
-        store.save(&e, record("x", 2, HOUR), 1).await.unwrap(),
-        SaveOutcome::Conflict(None)
-    );
-    assert!(store.create(&e, record("new", 1, HOUR)).await.unwrap());
-    assert_eq!(&store.load(&e).await.unwrap().unwrap().data[..], b"new");
-
-    // keys are independent
-    for n in 10..60 {
-        assert!(
-            store
-                .create(&key(n), record(&n.to_string(), 1, HOUR))
-                .await
-                .unwrap()
-        );
-    }
-    for n in 10..60 {
-        assert_eq!(
-            store.load(&key(n)).await.unwrap().unwrap().data,
-            n.to_string().into_bytes()
-        );
-    }
-}
 
 /// The custom store of the `typed_session::store` module docs, checked
 /// against the same contract.
@@ -148,15 +63,8 @@ impl SessionStore for MapStore {
     }
 }
 
-#[tokio::test]
-async fn documented_custom_store_conformance() {
-    conformance(&MapStore::default()).await;
-}
-
-#[tokio::test]
-async fn memory_store_conformance() {
-    conformance(&MemoryStore::new()).await;
-}
+store_suite!(memory, MemoryStore::new());
+store_suite!(documented_custom_store, MapStore::default());
 
 #[tokio::test]
 async fn memory_store_is_bounded() {
@@ -247,4 +155,112 @@ async fn a_full_memory_store_keeps_accepting_new_sessions() {
         );
     }
     assert_eq!(store.len(), 1000);
+}
+
+fn spread_key(n: u32, salt: u8) -> SessionKey {
+    let mut bytes = [salt; 32];
+    bytes[..4].copy_from_slice(&n.to_le_bytes());
+    bytes[8] = (n % 251) as u8;
+    bytes[20..24].copy_from_slice(&n.to_be_bytes());
+    SessionKey::from_bytes(bytes)
+}
+
+/// Signs `n` users in: created anonymous, then regenerated (as a login does).
+async fn sign_in(store: &MemoryStore, n: u32) -> Vec<SessionKey> {
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let (anon, signed) = (spread_key(i, 1), spread_key(i, 2));
+        assert!(store.create(&anon, record("anon", 1, HOUR)).await.unwrap());
+        let out = store
+            .replace(&anon, 1, &signed, record("signed-in", 1, HOUR))
+            .await
+            .unwrap();
+        assert_eq!(out, typed_session::store::ReplaceOutcome::Replaced);
+        keys.push(signed);
+    }
+    keys
+}
+
+#[tokio::test]
+async fn an_anonymous_flood_never_evicts_signed_in_sessions() {
+    let store = MemoryStore::with_capacity(1000);
+    let signed = sign_in(&store, 500).await;
+    assert_eq!(store.anonymous_len(), 0);
+    // 10x the capacity in new anonymous sessions.
+    for i in 0..10_000 {
+        assert!(
+            store
+                .create(&spread_key(i, 3), record("flood", 1, HOUR))
+                .await
+                .unwrap()
+        );
+        assert!(store.len() <= 1000);
+    }
+    let mut alive = 0;
+    for k in &signed {
+        if store.load(k).await.unwrap().is_some() {
+            alive += 1;
+        }
+    }
+    assert_eq!(alive, 500, "every signed-in session survived the flood");
+    assert_eq!(store.anonymous_len(), 500, "the flood evicted only itself");
+}
+
+#[tokio::test]
+async fn a_store_full_of_signed_in_sessions_refuses_anonymous_ones() {
+    let store = MemoryStore::with_capacity(100);
+    let signed = sign_in(&store, 100).await;
+    let err = store
+        .create(&spread_key(9999, 4), record("one more", 1, HOUR))
+        .await
+        .unwrap_err();
+    assert!(
+        std::error::Error::source(&err)
+            .is_some_and(|s| s.to_string().contains("full of signed-in sessions")),
+        "{err:?}"
+    );
+    for k in &signed {
+        assert!(store.load(k).await.unwrap().is_some());
+    }
+    // A logout makes room again.
+    store.delete(&signed[0]).await.unwrap();
+    assert!(
+        store
+            .create(&spread_key(9999, 4), record("now", 1, HOUR))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_byte_budget_holds() {
+    let store = MemoryStore::with_capacity(1_000_000).with_max_bytes(64 * 1024);
+    let kib = "k".repeat(1024);
+    for i in 0..1000 {
+        assert!(
+            store
+                .create(&spread_key(i, 5), record(&kib, 1, HOUR))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store.bytes() <= 64 * 1024,
+            "{} bytes after {i}",
+            store.bytes()
+        );
+    }
+    assert!(
+        store.len() < 64,
+        "{} sessions of 1 KiB in 64 KiB",
+        store.len()
+    );
+    // A save that grows a session is bounded too.
+    let k = spread_key(999, 5);
+    let big = "b".repeat(128 * 1024);
+    let err = store.save(&k, record(&big, 2, HOUR), 1).await;
+    assert!(
+        err.is_err(),
+        "a session larger than the whole budget is refused"
+    );
+    assert!(store.bytes() <= 64 * 1024);
 }

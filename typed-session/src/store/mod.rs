@@ -10,6 +10,11 @@
 //!   the runtime can merge. This is what keeps two concurrent requests from
 //!   losing each other's writes.
 //! * `load` never returns a record past its [`Record::expires_at`].
+//! * `replace` (regenerate) and `touch` never bring back a deleted record.
+//!
+//! `touch` and `replace` have default implementations in terms of the four
+//! required methods; a store that can do them in one atomic operation (and
+//! `touch` without resending the bytes) should override them.
 //!
 //! # A custom store
 //!
@@ -100,9 +105,12 @@ pub struct Record {
     pub revision: u64,
     /// When the store may forget the record; `load` must not return it after this.
     pub expires_at: SystemTime,
-    /// A decoded copy of `data`, attached by the runtime for stores that
-    /// keep records in process memory ([`SessionStore::keeps_records_in_memory`]).
+    /// A decoded copy of `data`, attached by the runtime for the built-in
+    /// memory store; never part of the stored form.
     pub(crate) cache: Option<TypedCache>,
+    /// Written by a login (a regenerate): the memory store never evicts it
+    /// to make room for anonymous sessions. Not part of the stored form.
+    pub(crate) established: bool,
 }
 
 impl Record {
@@ -121,6 +129,7 @@ impl Record {
             revision,
             expires_at,
             cache: None,
+            established: false,
         }
     }
 }
@@ -148,6 +157,19 @@ impl fmt::Debug for Record {
             .field("expires_at", &self.expires_at)
             .finish()
     }
+}
+
+/// The result of [`SessionStore::replace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplaceOutcome {
+    /// The new record is stored and the old one is gone.
+    Replaced,
+    /// The old record is not at the expected revision: here is what is
+    /// stored now, or `None` when it is gone (deleted or expired). Nothing changed.
+    Conflict(Option<Record>),
+    /// A live record already exists under the new key. Nothing changed.
+    KeyTaken,
 }
 
 /// The result of a compare-and-set [`SessionStore::save`].
@@ -187,15 +209,78 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes the record under `key` (no error if there is none).
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// `true` for a store that keeps the `Record` values it is given in this
-    /// process and returns clones of them from `load`. The runtime then
-    /// attaches a decoded copy of the session to each record it writes, and
-    /// a load that finds it skips parsing (validation still runs). Stores
-    /// that serialize records (files, Redis) leave the default, `false`.
-    fn keeps_records_in_memory(&self) -> bool {
+    /// Moves the expiry of the live record under `key` to `expires_at`
+    /// without changing its bytes or revision; `Ok(false)` when there is no
+    /// live record (a touch never brings one back). The runtime calls it to
+    /// refresh the idle deadline of a session that was only read.
+    ///
+    /// The default loads the record and saves it back (bytes included) with
+    /// the next revision; a store that can set an expiry alone should override it.
+    fn touch(
+        &self,
+        key: &SessionKey,
+        expires_at: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move {
+            let Some(mut record) = self.load(key).await? else {
+                return Ok(false);
+            };
+            let expected = record.revision;
+            record.revision = expected + 1;
+            record.expires_at = expires_at;
+            Ok(match self.save(key, record, expected).await? {
+                SaveOutcome::Saved => true,
+                // Someone else wrote it meanwhile, which refreshed it too.
+                SaveOutcome::Conflict(current) => current.is_some(),
+            })
+        }
+    }
+
+    /// Regenerates a session's id: stores `record` under `new` and removes
+    /// the record under `old`, provided the old record is live and at
+    /// revision `expected`. Used at login, so it must never bring back a
+    /// session that was deleted (logged out) meanwhile.
+    ///
+    /// The default is not atomic: it loads and checks the old record,
+    /// creates the new one, then deletes the old one; a write to the old
+    /// record between the check and the delete is lost. Stores that can do
+    /// it as one operation (a transaction, a script, one lock) should override it.
+    fn replace(
+        &self,
+        old: &SessionKey,
+        expected: u64,
+        new: &SessionKey,
+        record: Record,
+    ) -> impl Future<Output = Result<ReplaceOutcome, StoreError>> + Send {
+        async move {
+            match self.load(old).await? {
+                Some(current) if current.revision == expected => {}
+                current => return Ok(ReplaceOutcome::Conflict(current)),
+            }
+            if !self.create(new, record).await? {
+                return Ok(ReplaceOutcome::KeyTaken);
+            }
+            self.delete(old).await?;
+            Ok(ReplaceOutcome::Replaced)
+        }
+    }
+
+    /// Not part of the contract (the argument cannot be named outside this
+    /// crate): lets the built-in memory store hold decoded copies.
+    #[doc(hidden)]
+    fn keeps_typed_copies(&self, _: private::Sealed) -> bool {
         false
     }
 }
+
+mod private {
+    /// Unnameable outside the crate, so only built-in stores override
+    /// `keeps_typed_copies`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Sealed;
+}
+
+pub(crate) use private::Sealed;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -215,6 +300,18 @@ pub(crate) trait ErasedStore: Send + Sync + 'static {
         expected: u64,
     ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>>;
     fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn touch<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        expires_at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn replace<'a>(
+        &'a self,
+        old: &'a SessionKey,
+        expected: u64,
+        new: &'a SessionKey,
+        record: Record,
+    ) -> BoxFuture<'a, Result<ReplaceOutcome, StoreError>>;
 }
 
 impl<T: SessionStore> ErasedStore for T {
@@ -241,5 +338,21 @@ impl<T: SessionStore> ErasedStore for T {
     }
     fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(SessionStore::delete(self, key))
+    }
+    fn touch<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        expires_at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::touch(self, key, expires_at))
+    }
+    fn replace<'a>(
+        &'a self,
+        old: &'a SessionKey,
+        expected: u64,
+        new: &'a SessionKey,
+        record: Record,
+    ) -> BoxFuture<'a, Result<ReplaceOutcome, StoreError>> {
+        Box::pin(SessionStore::replace(self, old, expected, new, record))
     }
 }

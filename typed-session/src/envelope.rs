@@ -13,22 +13,10 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::error::{FieldError, LoadError};
+use crate::error::{FieldError, LoadError, describe_for_log};
+use crate::header::{FieldMask, Header};
 use crate::schema::{OnInvalid, SessionSchema};
-
-/// One bit per field (at most 128 fields).
-pub(crate) type FieldMask = u128;
-
-/// Timestamps and settings kept beside the data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Header {
-    /// Creation time (for the absolute timeout), unix ms.
-    pub(crate) created: u64,
-    /// Last time the record was written (for the idle timeout), unix ms.
-    pub(crate) touched: u64,
-    /// Per-session cookie lifetime set with `set_expiry`, seconds.
-    pub(crate) max_age: Option<u64>,
-}
+use crate::store::TypedCache;
 
 #[derive(Deserialize)]
 struct RawEnvelope<'a> {
@@ -179,7 +167,7 @@ pub(crate) fn apply_load_rules<S: SessionSchema>(
         let Some(source) = failed else { continue };
         match meta.on_invalid {
             OnInvalid::Reset => {
-                tracing::debug!(field = meta.name, reason = %source, "stored session field invalid; reset to its default");
+                tracing::debug!(field = meta.name, reason = %describe_for_log(&*source), "stored session field invalid; reset to its default");
                 value.reset_field(index);
                 changed |= 1u128 << index;
             }
@@ -209,7 +197,7 @@ pub(crate) struct Cached<S> {
 /// Loads from a record's typed cache when it holds a value of this schema:
 /// no parsing, but the same validation as a decode.
 pub(crate) fn from_cache<S: SessionSchema>(
-    cache: &crate::store::TypedCache,
+    cache: &TypedCache,
 ) -> Option<Result<Decoded<S>, LoadError>> {
     let cached = cache.0.downcast_ref::<Cached<S>>()?;
     let mut value = cached.value.clone_schema();
@@ -291,7 +279,8 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// Merges the fields in `changed` from `ours` into `theirs` (another writer's
-/// record of the same version), keeping their header and every other field.
+/// record of the same version), keeping every other field of theirs; the
+/// header is ours (`header`, as we are writing it), with the later write time.
 pub(crate) fn merge<S: SessionSchema>(
     theirs: &[u8],
     ours: &S,
@@ -318,7 +307,7 @@ pub(crate) fn merge<S: SessionSchema>(
         map.insert(meta.key.to_owned(), value);
     }
     let header = Header {
-        created: raw.c,
+        created: header.created,
         touched: header.touched.max(raw.t),
         max_age: header.max_age.or(raw.m),
     };

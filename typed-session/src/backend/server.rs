@@ -1,0 +1,467 @@
+//! Server-side persistence: the session id in a (signed) cookie, the record
+//! in a [`SessionStore`] under the id's [`SessionKey`].
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+
+use super::{Found, Loaded, Merge, Payload, Stored, Written};
+use crate::clock::from_unix_millis;
+use crate::cookies::CookieIn;
+use crate::error::{Error, StoreError, error_chain};
+use crate::id::{ID_COOKIE_LEN, SessionId};
+use crate::keys::KeyRing;
+use crate::store::{ErasedStore, Record, ReplaceOutcome, SaveOutcome, SessionStore};
+
+/// How often a concurrent save re-reads and merges before giving up.
+const MAX_MERGES: usize = 16;
+/// How often a create retries with a fresh id if the id is taken (it never is).
+const MAX_CREATE_TRIES: usize = 3;
+/// Bytes of a cookie tag: a key id, then 15 bytes (120 bits) of HMAC-SHA256.
+const TAG_BYTES: usize = 16;
+/// Length of the tag in the cookie (unpadded base64url).
+const TAG_COOKIE_LEN: usize = 22;
+
+/// The id-in-cookie, record-in-store backend.
+#[derive(Clone)]
+pub(crate) struct ServerSide {
+    store: Arc<dyn ErasedStore>,
+    /// Subkeys for id tags; empty when cookies are not signed.
+    keys: KeyRing,
+    name: &'static str,
+    typed: bool,
+}
+
+fn store_failed(op: &'static str) -> impl FnOnce(StoreError) -> Error {
+    move |e| {
+        tracing::error!(op, cause = %error_chain(&e), "session store failed");
+        Error::Store(e)
+    }
+}
+
+/// The encoded record without the encoder's spare capacity: stores that keep
+/// records in memory would otherwise hold it for the session's lifetime.
+pub(crate) fn exact_bytes(encoded: &[u8]) -> Bytes {
+    // A copy into an exact-size allocation; shrinking in place (realloc)
+    // fragments the heap when millions of records are kept.
+    Bytes::copy_from_slice(encoded)
+}
+
+impl ServerSide {
+    pub(crate) fn new<T: SessionStore>(store: T) -> Self {
+        let typed = SessionStore::keeps_typed_copies(&store, crate::store::Sealed);
+        let full = std::any::type_name::<T>();
+        let name = full
+            .split('<')
+            .next()
+            .and_then(|p| p.rsplit("::").next())
+            .unwrap_or(full);
+        ServerSide {
+            store: Arc::new(store),
+            keys: KeyRing::default(),
+            name,
+            typed,
+        }
+    }
+
+    pub(crate) fn set_keys(&mut self, keys: KeyRing) {
+        self.keys = keys;
+    }
+
+    pub(crate) fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub(crate) fn keeps_typed_copies(&self) -> bool {
+        self.typed
+    }
+
+    /// The tag of `id` under the current key; `None` when signing is off.
+    fn tag(&self, id: &SessionId) -> Option<[u8; TAG_BYTES]> {
+        let key = self.keys.current()?;
+        let mac = key.mac(id.as_bytes());
+        let mut out = [0u8; TAG_BYTES];
+        out[0] = key.id;
+        out[1..].copy_from_slice(&mac[..TAG_BYTES - 1]);
+        Some(out)
+    }
+
+    /// The id a cookie value names, if it verifies; `true` when it verified
+    /// under an older key (or carries a tag signing no longer wants).
+    pub(crate) fn verify(&self, value: &str) -> Option<(SessionId, bool)> {
+        let (id_part, tag_part) = match value.split_once('.') {
+            Some((id, tag)) => (id, Some(tag)),
+            None => (value, None),
+        };
+        let id = SessionId::from_cookie_value(id_part)?;
+        let tag_shaped = |t: &str| {
+            t.len() == TAG_COOKIE_LEN
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if self.keys.is_empty() {
+            // Signing is off: a tag from an earlier configuration is dropped
+            // (and the cookie re-sent without it); anything else is tampering.
+            return match tag_part {
+                None => Some((id, false)),
+                Some(t) if tag_shaped(t) => Some((id, true)),
+                Some(_) => None,
+            };
+        }
+        let tag_part = tag_part?;
+        let mut given = [0u8; TAG_BYTES];
+        if tag_part.len() != TAG_COOKIE_LEN
+            || !matches!(
+                URL_SAFE_NO_PAD.decode_slice(tag_part, &mut given),
+                Ok(TAG_BYTES)
+            )
+        {
+            return None;
+        }
+        for (position, key) in self.keys.candidates(given[0]) {
+            let mac = key.mac(id.as_bytes());
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                &mac[..TAG_BYTES - 1],
+                &given[1..],
+            )) {
+                return Some((id, position > 0));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn cookie_value(&self, stored: &Stored) -> String {
+        let mut value = String::with_capacity(ID_COOKIE_LEN + 1 + TAG_COOKIE_LEN);
+        value.push_str(&stored.id.expose());
+        if let Some(tag) = self.tag(&stored.id) {
+            value.push('.');
+            URL_SAFE_NO_PAD.encode_string(tag, &mut value);
+        }
+        value
+    }
+
+    pub(crate) async fn load(&self, cookie: CookieIn<'_>) -> Result<Found, StoreError> {
+        let value = match cookie {
+            CookieIn::Absent => return Ok(Found::Absent),
+            CookieIn::Invalid => {
+                tracing::debug!(
+                    "session cookie unusable (oversized or sent twice with different values)"
+                );
+                return Ok(Found::Dead);
+            }
+            CookieIn::Value(v) => v,
+        };
+        let Some((id, resign)) = self.verify(value) else {
+            tracing::debug!("session cookie unusable (malformed or badly signed)");
+            return Ok(Found::Dead);
+        };
+        let Some(record) = self.store.load(&id.key()).await? else {
+            tracing::debug!("no live stored session for the cookie");
+            return Ok(Found::Dead);
+        };
+        Ok(Found::Live(Loaded {
+            stored: Stored {
+                id,
+                revision: record.revision,
+                expires_at: crate::clock::unix_millis(record.expires_at),
+            },
+            data: record.data,
+            cache: record.cache,
+            resign,
+        }))
+    }
+
+    pub(crate) async fn discard(&self, stored: &Stored) {
+        if let Err(e) = self.store.delete(&stored.id.key()).await {
+            tracing::warn!(cause = %error_chain(&e), "session store failed to delete a discarded session");
+        }
+    }
+
+    fn record(payload: &Payload, revision: u64) -> Record {
+        let mut record = Record::new(
+            payload.data.clone(),
+            revision,
+            from_unix_millis(payload.expires_at),
+        );
+        record.cache = payload.cache.clone();
+        record.established = payload.established;
+        record
+    }
+
+    pub(crate) async fn create(&self, payload: Payload) -> Result<Stored, Error> {
+        for _ in 0..MAX_CREATE_TRIES {
+            let id = SessionId::random();
+            let created = self
+                .store
+                .create(&id.key(), Self::record(&payload, 1))
+                .await
+                .map_err(store_failed("create"))?;
+            if created {
+                tracing::debug!("session created");
+                return Ok(Stored {
+                    id,
+                    revision: 1,
+                    expires_at: payload.expires_at,
+                });
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    pub(crate) async fn save(
+        &self,
+        stored: &Stored,
+        mut payload: Payload,
+        merge: Merge<'_>,
+    ) -> Result<Written, Error> {
+        let key = stored.id.key();
+        let mut expected = stored.revision;
+        for _ in 0..MAX_MERGES {
+            let outcome = self
+                .store
+                .save(&key, Self::record(&payload, expected + 1), expected)
+                .await
+                .map_err(store_failed("save"))?;
+            match outcome {
+                SaveOutcome::Saved => {
+                    return Ok(Written::Done(Stored {
+                        id: stored.id.clone(),
+                        revision: expected + 1,
+                        expires_at: payload.expires_at,
+                    }));
+                }
+                SaveOutcome::Conflict(None) => return Ok(Written::Gone),
+                SaveOutcome::Conflict(Some(current)) => {
+                    tracing::debug!("concurrent session write; merging the changed fields");
+                    payload.data = exact_bytes(&merge_or_give_up(merge, &current.data)?);
+                    // The merged bytes are no longer our decoded value.
+                    payload.cache = None;
+                    expected = current.revision;
+                }
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    pub(crate) async fn touch(&self, stored: &Stored, expires_at: u64) -> Result<Written, Error> {
+        let alive = self
+            .store
+            .touch(&stored.id.key(), from_unix_millis(expires_at))
+            .await
+            .map_err(store_failed("touch"))?;
+        Ok(if alive {
+            Written::Done(Stored {
+                expires_at,
+                ..stored.clone()
+            })
+        } else {
+            Written::Gone
+        })
+    }
+
+    pub(crate) async fn regenerate(
+        &self,
+        stored: &Stored,
+        mut payload: Payload,
+        merge: Merge<'_>,
+    ) -> Result<Written, Error> {
+        let old = stored.id.key();
+        let mut expected = stored.revision;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            if tries > MAX_MERGES {
+                return Err(Error::Conflict);
+            }
+            let id = SessionId::random();
+            let outcome = self
+                .store
+                .replace(&old, expected, &id.key(), Self::record(&payload, 1))
+                .await
+                .map_err(store_failed("regenerate"))?;
+            match outcome {
+                ReplaceOutcome::Replaced => {
+                    tracing::info!("session id regenerated");
+                    return Ok(Written::Done(Stored {
+                        id,
+                        revision: 1,
+                        expires_at: payload.expires_at,
+                    }));
+                }
+                ReplaceOutcome::Conflict(None) => {
+                    tracing::debug!("session ended before its id could be regenerated");
+                    return Ok(Written::Gone);
+                }
+                ReplaceOutcome::Conflict(Some(current)) => {
+                    tracing::debug!("concurrent session write during regenerate; merging");
+                    payload.data = exact_bytes(&merge_or_give_up(merge, &current.data)?);
+                    payload.cache = None;
+                    expected = current.revision;
+                }
+                ReplaceOutcome::KeyTaken => {}
+            }
+        }
+    }
+
+    pub(crate) async fn destroy(&self, stored: &Stored) -> Result<(), Error> {
+        self.store
+            .delete(&stored.id.key())
+            .await
+            .map_err(store_failed("delete"))?;
+        tracing::info!("session destroyed");
+        Ok(())
+    }
+}
+
+fn merge_or_give_up(merge: Merge<'_>, theirs: &[u8]) -> Result<Vec<u8>, Error> {
+    merge(theirs).map_err(|e| {
+        tracing::warn!(
+            cause = %crate::error::describe_for_log(&e),
+            "concurrent session write could not be merged"
+        );
+        Error::Conflict
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::COOKIE;
+    use http::{HeaderMap, HeaderValue};
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::cookies::CookieSettings;
+    use crate::keys::{Purpose, SigningKey};
+    use crate::store::MemoryStore;
+
+    fn backend(signed: bool) -> ServerSide {
+        let mut b = ServerSide::new(MemoryStore::new());
+        if signed {
+            let key = SigningKey::new(b"a test secret of at least 32 bytes, random".to_vec())
+                .unwrap_or_else(|e| panic!("{e}"));
+            b.set_keys(KeyRing::derive([&key], Purpose::IdSigning));
+        }
+        b
+    }
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                map.append(COOKIE, v);
+            }
+        }
+        map
+    }
+
+    fn read(b: &ServerSide, s: &CookieSettings, h: &HeaderMap) -> Option<(SessionId, bool)> {
+        match s.find(h) {
+            CookieIn::Value(v) => b.verify(v),
+            _ => None,
+        }
+    }
+
+    /// Bounded random search over cookie headers: never a panic, and nothing
+    /// but an exact id (or id.tag) is accepted.
+    #[test]
+    fn random_cookie_headers_never_panic_or_pass() {
+        let mut settings = CookieSettings::new("session".into());
+        settings.secure = false;
+        settings.refresh();
+        let (plain, signed) = (backend(false), backend(true));
+        let id = SessionId::random();
+        let stored = Stored {
+            id: id.clone(),
+            revision: 1,
+            expires_at: 0,
+        };
+        let good_plain = format!("session={}", plain.cookie_value(&stored));
+        let good_signed = format!("session={}", signed.cookie_value(&stored));
+        assert_eq!(good_signed.len(), "session=".len() + 22 + 1 + 22);
+        assert!(read(&plain, &settings, &headers(&[good_plain.as_bytes()])).is_some());
+        assert_eq!(
+            read(&signed, &settings, &headers(&[good_signed.as_bytes()])),
+            Some((id.clone(), false))
+        );
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5e55_1014);
+        let alphabet = b"session=;. \"=,AZaz09-_+/%\\\x7f\xc3\xa9";
+        let mut accepted = 0usize;
+        for round in 0..100_000 {
+            let base = if round % 2 == 0 {
+                &good_plain
+            } else {
+                &good_signed
+            };
+            let mut bytes = base.as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                match rng.random_range(0..4) {
+                    0 if !bytes.is_empty() => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = alphabet[rng.random_range(0..alphabet.len())];
+                    }
+                    1 if !bytes.is_empty() => {
+                        bytes.truncate(rng.random_range(0..bytes.len()));
+                    }
+                    2 => {
+                        let i = rng.random_range(0..=bytes.len());
+                        bytes.insert(i, alphabet[rng.random_range(0..alphabet.len())]);
+                    }
+                    _ => bytes.extend(std::iter::repeat_n(b'A', rng.random_range(0..5000))),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let h = headers(&[&bytes]);
+            // Unsigned: any other well-formed id is just another id (the store
+            // will not know it), so only its form is checked.
+            if let Some((got, _)) = read(&plain, &settings, &h) {
+                assert_eq!(
+                    SessionId::from_cookie_value(&got.expose()),
+                    Some(got),
+                    "{text:?}"
+                );
+            }
+            // Signed: only mutations that left our exact cookie intact pass.
+            if let Some((got, _)) = read(&signed, &settings, &h) {
+                assert_eq!(got, id, "{text:?}");
+                accepted += 1;
+            }
+        }
+        assert!(
+            accepted < 10_000,
+            "most mutations are refused ({accepted} of 100,000 accepted)"
+        );
+    }
+
+    #[test]
+    fn rotation_verifies_old_keys_and_signs_with_the_new_one() {
+        let old = SigningKey::new(b"the old secret, at least 32 bytes long".to_vec())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let new = SigningKey::new(b"the new secret, at least 32 bytes long".to_vec())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut before = ServerSide::new(MemoryStore::new());
+        before.set_keys(KeyRing::derive([&old], Purpose::IdSigning));
+        let mut after = ServerSide::new(MemoryStore::new());
+        after.set_keys(KeyRing::derive([&new, &old], Purpose::IdSigning));
+        let stored = Stored {
+            id: SessionId::random(),
+            revision: 1,
+            expires_at: 0,
+        };
+        let old_cookie = before.cookie_value(&stored);
+        assert_eq!(after.verify(&old_cookie), Some((stored.id.clone(), true)));
+        let new_cookie = after.cookie_value(&stored);
+        assert_eq!(after.verify(&new_cookie), Some((stored.id.clone(), false)));
+        assert_eq!(
+            before.verify(&new_cookie),
+            None,
+            "the old ring does not know the new key"
+        );
+    }
+}

@@ -1,0 +1,440 @@
+//! The load and commit paths of one session: cookie in → backend load →
+//! decode → expiry → rejection; plan → backend write → what the response
+//! cookie must be. Backend-independent: the backend does the I/O.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+use crate::backend::server::exact_bytes;
+use crate::backend::{Found, Merge, Payload, Stored, Written};
+use crate::cookies::{CookieIn, CookieOut};
+use crate::envelope::{self, Cached};
+use crate::error::{Error, LoadError, describe_for_log, error_chain};
+use crate::header::{FieldMask, Header};
+use crate::rejection::SessionRejection;
+use crate::runtime::Runtime;
+use crate::schema::SessionSchema;
+use crate::state::{Action, CookieChange, Core, State};
+use crate::store::TypedCache;
+
+/// What the layer adds to the response once the handler is done.
+pub(crate) struct Finish {
+    /// The save's outcome; an error replaces the response.
+    pub(crate) result: Result<(), Error>,
+    /// The `Set-Cookie` to send, if any.
+    pub(crate) cookie: Option<CookieOut>,
+}
+
+/// One write, decided under the lock and carried out without it.
+enum Op {
+    Nothing,
+    Create(Payload, Header),
+    Save(Stored, Payload, Header),
+    Touch(Stored, u64),
+    Regenerate(Stored, Payload, Header),
+    /// Then, for writes made after `destroy`, a new session.
+    Destroy(Stored, Option<(Payload, Header)>),
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Nothing => "none",
+            Op::Create(..) => "create",
+            Op::Save(..) => "save",
+            Op::Touch(..) => "touch",
+            Op::Regenerate(..) => "regenerate",
+            Op::Destroy(..) => "destroy",
+        }
+    }
+}
+
+/// The pending work a failed commit puts back, so that a retry redoes it.
+struct Pending {
+    mask: FieldMask,
+    expiry_changed: bool,
+    action: Action,
+}
+
+impl<S: SessionSchema> Core<S> {
+    /// Loads the session the request's cookie names.
+    pub(crate) async fn load(
+        rt: Arc<Runtime>,
+        cookie: CookieIn<'_>,
+    ) -> Result<Self, SessionRejection> {
+        let span = tracing::debug_span!(
+            "session.load",
+            backend = rt.backend.name(),
+            outcome = tracing::field::Empty
+        );
+        let result = Self::load_in_span(rt, cookie)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &result {
+                Ok(core) if core.lock().stored.is_some() => "loaded",
+                Ok(_) => "new",
+                Err(SessionRejection::StoreUnavailable) => "store unavailable",
+                Err(_) => "rejected",
+            },
+        );
+        result
+    }
+
+    async fn load_in_span(
+        rt: Arc<Runtime>,
+        cookie: CookieIn<'_>,
+    ) -> Result<Self, SessionRejection> {
+        let now = rt.now_ms();
+        let found = rt.backend.load(cookie).await.map_err(|e| {
+            tracing::error!(cause = %error_chain(&e), "session store failed on load");
+            SessionRejection::StoreUnavailable
+        })?;
+        let loaded = match found {
+            Found::Live(loaded) => loaded,
+            Found::Absent | Found::Dead => return Ok(Core::new(State::fresh(now), Some(rt))),
+        };
+        let decoded = match loaded.cache.as_ref().and_then(envelope::from_cache::<S>) {
+            Some(from_cache) => from_cache,
+            None => envelope::decode::<S>(&loaded.data),
+        };
+        match decoded {
+            Ok(decoded) => {
+                if rt
+                    .policy
+                    .expired(decoded.header.created, loaded.stored.expires_at, now)
+                {
+                    tracing::debug!("session expired; starting a new session");
+                    rt.backend.discard(&loaded.stored).await;
+                    return Ok(Core::new(State::fresh(now), Some(rt)));
+                }
+                if let Some(from) = decoded.migrated_from {
+                    tracing::info!(from, to = S::VERSION, "session migrated");
+                }
+                let mut state = State::new(decoded.value, now);
+                state.changed = decoded.changed;
+                state.header = decoded.header;
+                state.stored = Some(loaded.stored);
+                state.resign = loaded.resign;
+                Ok(Core::new(state, Some(rt)))
+            }
+            Err(LoadError::FutureVersion { found, known }) => {
+                tracing::warn!(
+                    found,
+                    known,
+                    "stored session is from a newer version of the code; rejecting the request"
+                );
+                Err(SessionRejection::UnsupportedVersion)
+            }
+            Err(LoadError::Reject(field)) => {
+                tracing::debug!(
+                    field = field.field(),
+                    "stored session field invalid; rejecting the request"
+                );
+                Err(SessionRejection::InvalidSession)
+            }
+            Err(err) => {
+                tracing::debug!(
+                    reason = %describe_for_log(&err),
+                    "stored session discarded; starting a new session"
+                );
+                rt.backend.discard(&loaded.stored).await;
+                Ok(Core::new(State::fresh(now), Some(rt)))
+            }
+        }
+    }
+
+    /// The encoded value for a write under `header`, within the size limit.
+    /// `regenerated`: written by a regenerate (a login), which the memory
+    /// store protects from eviction.
+    fn payload(
+        &self,
+        st: &State<S>,
+        rt: &Runtime,
+        header: Header,
+        regenerated: bool,
+    ) -> Result<Payload, Error> {
+        let encoded = envelope::encode(&st.value, &header).map_err(Error::Serialize)?;
+        if encoded.len() > rt.max_session_bytes {
+            return Err(Error::TooLarge {
+                size: encoded.len(),
+                limit: rt.max_session_bytes,
+            });
+        }
+        let cache = rt.backend.keeps_typed_copies().then(|| {
+            TypedCache(Arc::new(Cached {
+                header,
+                value: st.value.clone_stored(),
+            }))
+        });
+        Ok(Payload {
+            established: regenerated,
+            data: exact_bytes(&encoded),
+            expires_at: rt
+                .policy
+                .deadline(header.created, header.touched, header.max_age),
+            cache,
+        })
+    }
+
+    /// Decides what to write; takes the pending work out of the state.
+    fn plan(&self, st: &mut State<S>, rt: &Runtime) -> Result<(Op, Pending), Error> {
+        let now = rt.now_ms();
+        let action = std::mem::replace(&mut st.action, Action::None);
+        let mask = std::mem::take(&mut st.changed);
+        let expiry_changed = std::mem::take(&mut st.expiry_changed);
+        let pending = Pending {
+            mask,
+            expiry_changed,
+            action,
+        };
+        let changes = mask != 0 || expiry_changed;
+        let regenerated = action == Action::Regenerate;
+        let fresh_header = Header {
+            max_age: st.header.max_age,
+            ..Header::new(now)
+        };
+        let op = match (action, st.stored.clone()) {
+            (Action::Destroy, Some(stored)) => {
+                let after = match changes {
+                    true => Some((
+                        self.payload(st, rt, fresh_header, regenerated)?,
+                        fresh_header,
+                    )),
+                    false => None,
+                };
+                Op::Destroy(stored, after)
+            }
+            (Action::Regenerate, Some(stored)) => {
+                let header = Header {
+                    created: if st.restart_lifetime {
+                        now
+                    } else {
+                        st.header.created
+                    },
+                    touched: now,
+                    max_age: st.header.max_age,
+                };
+                Op::Regenerate(stored, self.payload(st, rt, header, regenerated)?, header)
+            }
+            (Action::None, Some(stored)) if changes => {
+                let header = Header {
+                    touched: now,
+                    ..st.header
+                };
+                Op::Save(stored, self.payload(st, rt, header, regenerated)?, header)
+            }
+            (Action::None, Some(stored)) => {
+                let deadline = rt
+                    .policy
+                    .deadline(st.header.created, now, st.header.max_age);
+                Op::Touch(stored, deadline)
+            }
+            (_, None) if changes => Op::Create(
+                self.payload(st, rt, fresh_header, regenerated)?,
+                fresh_header,
+            ),
+            (_, None) => Op::Nothing,
+        };
+        Ok((op, pending))
+    }
+
+    /// Writes what changed.
+    pub(crate) async fn commit(&self) -> Result<(), Error> {
+        let Some(rt) = self.runtime().cloned() else {
+            return Err(Error::Detached);
+        };
+        if self.poisoned() {
+            tracing::warn!(
+                "a handler panicked while changing the session; the changes are not saved"
+            );
+            return Ok(());
+        }
+        let (op, pending) = {
+            let mut st = self.lock();
+            // Nothing to write (the common read): no clock read, no span.
+            let idle_due = st.stored.as_ref().is_some_and(|s| {
+                rt.policy
+                    .needs_touch(st.header.created, s.expires_at, st.loaded_at)
+            });
+            if st.changed == 0 && st.action == Action::None && !st.expiry_changed && !idle_due {
+                return Ok(());
+            }
+            match self.plan(&mut st, &rt) {
+                Ok(planned) => planned,
+                Err(err) => {
+                    // Nothing was written: keep the work for a retry.
+                    return Err(err);
+                }
+            }
+        };
+        let span = tracing::debug_span!(
+            "session.commit",
+            backend = rt.backend.name(),
+            op = op.name(),
+            outcome = tracing::field::Empty
+        );
+        let result = self
+            .execute(&rt, op, pending.mask)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &result {
+                Ok(()) => "ok",
+                Err(Error::Destroyed) => "session ended",
+                Err(_) => "failed",
+            },
+        );
+        match &result {
+            // The session is gone: nothing is put back (a retry must not
+            // bring the old data back under a new id).
+            Ok(()) | Err(Error::Destroyed) => {}
+            Err(_) => {
+                let mut st = self.lock();
+                st.changed |= pending.mask;
+                st.expiry_changed |= pending.expiry_changed;
+                if st.action == Action::None {
+                    st.action = pending.action;
+                }
+            }
+        }
+        result
+    }
+
+    /// The session ended under this request: forget its data so that nothing
+    /// from it is written under a new id, and tell the browser.
+    fn ended(&self) -> Error {
+        let mut st = self.lock();
+        st.value = S::fresh();
+        st.changed = 0;
+        st.action = Action::None;
+        st.expiry_changed = false;
+        st.stored = None;
+        st.cookie = CookieChange::Remove;
+        Error::Destroyed
+    }
+
+    async fn execute(&self, rt: &Runtime, op: Op, mask: FieldMask) -> Result<(), Error> {
+        let header = match &op {
+            Op::Create(_, h) | Op::Save(_, _, h) | Op::Regenerate(_, _, h) => *h,
+            _ => self.lock().header,
+        };
+        let merge = |theirs: &[u8]| {
+            let st = self.lock();
+            envelope::merge(theirs, &st.value, mask, &header)
+        };
+        let merge: Merge<'_> = &merge;
+        let cookie_holds_record = rt.backend.cookie_holds_record();
+        match op {
+            Op::Nothing => Ok(()),
+            Op::Create(payload, header) => {
+                let stored = rt.backend.create(payload).await?;
+                let mut st = self.lock();
+                st.stored = Some(stored);
+                st.header = header;
+                st.cookie = CookieChange::Set;
+                st.restart_lifetime = false;
+                Ok(())
+            }
+            Op::Save(stored, payload, header) => {
+                match rt.backend.save(&stored, payload, merge).await? {
+                    Written::Done(stored) => {
+                        let mut st = self.lock();
+                        st.stored = Some(stored);
+                        st.header.touched = header.touched;
+                        if cookie_holds_record {
+                            st.cookie = CookieChange::Set;
+                        }
+                        Ok(())
+                    }
+                    Written::Gone => {
+                        tracing::debug!(
+                            "session was destroyed or expired by another request; changes dropped"
+                        );
+                        Err(self.ended())
+                    }
+                }
+            }
+            Op::Touch(stored, deadline) => {
+                let written = rt.backend.touch(&stored, deadline).await?;
+                let mut st = self.lock();
+                match written {
+                    Written::Done(stored) => {
+                        st.stored = Some(stored);
+                        if cookie_holds_record {
+                            st.cookie = CookieChange::Set;
+                        }
+                    }
+                    // Ended elsewhere; this request only read it, so the
+                    // browser's cookie is left alone (it may be newer).
+                    Written::Gone => st.stored = None,
+                }
+                Ok(())
+            }
+            Op::Regenerate(stored, payload, header) => {
+                match rt.backend.regenerate(&stored, payload, merge).await? {
+                    Written::Done(stored) => {
+                        let mut st = self.lock();
+                        st.stored = Some(stored);
+                        st.header = header;
+                        st.cookie = CookieChange::Set;
+                        st.restart_lifetime = false;
+                        Ok(())
+                    }
+                    Written::Gone => Err(self.ended()),
+                }
+            }
+            Op::Destroy(stored, after) => {
+                rt.backend.destroy(&stored).await?;
+                {
+                    let mut st = self.lock();
+                    st.stored = None;
+                    st.cookie = CookieChange::Remove;
+                }
+                if let Some((payload, header)) = after {
+                    let stored = rt.backend.create(payload).await?;
+                    let mut st = self.lock();
+                    st.stored = Some(stored);
+                    st.header = header;
+                    st.cookie = CookieChange::Set;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits, then says what the response's cookie must be.
+    pub(crate) async fn finish(&self) -> Finish {
+        let result = self.commit().await;
+        let Some(rt) = self.runtime() else {
+            return Finish {
+                result,
+                cookie: None,
+            };
+        };
+        let st = self.lock();
+        let max_age = st
+            .header
+            .max_age
+            .map(Duration::from_secs)
+            .or(rt.cookie.max_age);
+        let set = |stored: &Stored| CookieOut::Set {
+            value: rt.backend.cookie_value(stored),
+            max_age,
+        };
+        let cookie = match (st.cookie, &st.stored) {
+            (CookieChange::Set, Some(stored)) => Some(set(stored)),
+            (_, Some(stored)) if rt.rolling || st.resign => Some(set(stored)),
+            (CookieChange::Remove, None) => Some(CookieOut::Remove),
+            // A read with a dead cookie gets no removal: a slow response to
+            // an old request must not log the browser out of a newer session.
+            _ => None,
+        };
+        drop(st);
+        Finish { result, cookie }
+    }
+}

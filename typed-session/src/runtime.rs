@@ -1,0 +1,44 @@
+//! [`Runtime`]: what every request of one layer shares: the backend, the
+//! cookie settings, the expiry policy, limits and the clock.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::clock::{Clock, unix_millis};
+use crate::cookies::CookieSettings;
+use crate::expiry::Policy;
+
+/// Default bound on one session's encoded size.
+pub(crate) const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
+
+/// Settings and backend shared by every request of one layer.
+#[derive(Clone)]
+pub(crate) struct Runtime {
+    pub(crate) backend: Backend,
+    pub(crate) cookie: CookieSettings,
+    pub(crate) policy: Policy,
+    pub(crate) rolling: bool,
+    /// Largest encoded session a write may persist.
+    pub(crate) max_session_bytes: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Runtime {
+    /// The layer clock's time, unix ms.
+    pub(crate) fn now_ms(&self) -> u64 {
+        unix_millis(self.clock.now())
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("backend", &self.backend.name())
+            .field("cookie", &self.cookie)
+            .field("policy", &self.policy)
+            .field("rolling", &self.rolling)
+            .field("max_session_bytes", &self.max_session_bytes)
+            .finish_non_exhaustive()
+    }
+}

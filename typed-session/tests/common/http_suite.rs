@@ -1,0 +1,995 @@
+//! The HTTP lifecycle suite: written once, run on every backend by
+//! `http_suite!` (see `http.rs`). axum on 127.0.0.1, a raw HTTP/1.1 client,
+//! a manual clock for timeouts.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::{get, post};
+use typed_session::clock::ManualClock;
+use typed_session::{
+    Flash, SameSite, SessionLayer, SessionSchema, SessionView, SigningKey, TypedSession,
+};
+
+use super::harness::{Harness, assert_count};
+use super::{http_get, http_post, request, serve};
+
+fn not_banned(user: &Option<u64>) -> Result<(), String> {
+    if *user == Some(666) {
+        Err("banned".into())
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(SessionSchema)]
+struct App {
+    #[session(readonly, validate = not_banned, on_invalid = "reject")]
+    user_id: Option<u64>,
+    counter: u64,
+    #[session(flash)]
+    notices: Flash<String>,
+}
+
+async fn login(session: TypedSession<App>) -> &'static str {
+    session
+        .regenerate_with(|s| s.user_id = Some(42))
+        .expect("valid");
+    "ok"
+}
+
+async fn read(view: SessionView<App>) -> String {
+    format!("user={:?} counter={}", view.user_id(), view.counter())
+}
+
+async fn maybe(session: Option<TypedSession<App>>) -> &'static str {
+    if session.is_some() { "some" } else { "none" }
+}
+
+async fn inc(session: TypedSession<App>) -> String {
+    let n = session
+        .update_counter(|c| {
+            *c += 1;
+            *c
+        })
+        .expect("no rule");
+    format!("counter={n}")
+}
+
+async fn logout(session: TypedSession<App>) -> &'static str {
+    session.destroy();
+    "bye"
+}
+
+async fn flash_push(session: TypedSession<App>) -> &'static str {
+    session.notices().push("saved".into());
+    "pushed"
+}
+
+async fn flash_read(session: TypedSession<App>) -> String {
+    session.notices().drain().join(",")
+}
+
+async fn extract_only(_session: TypedSession<App>) -> &'static str {
+    "nothing written"
+}
+
+async fn remember(session: TypedSession<App>) -> &'static str {
+    session.set_expiry(Some(Duration::from_secs(30 * 24 * 3600)));
+    "remembered"
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route("/login", post(login))
+        .route("/read", get(read))
+        .route("/maybe", get(maybe))
+        .route("/inc", post(inc))
+        .route("/logout", post(logout))
+        .route("/flash", post(flash_push).get(flash_read))
+        .route("/extract", post(extract_only))
+        .route("/remember", post(remember))
+}
+
+fn plain_layer<H: Harness>(h: &H) -> SessionLayer {
+    h.layer().with_secure(false)
+}
+
+fn app(layer: SessionLayer) -> Router {
+    routes()
+        .layer(layer)
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+async fn login_cookie(addr: std::net::SocketAddr) -> String {
+    let res = http_post(addr, "/login", None).await;
+    assert_eq!(res.status, 200);
+    res.cookie().expect("login sets a cookie")
+}
+
+pub async fn default_cookie_attributes<H: Harness>(h: H) {
+    let server = serve(app(h.layer())).await;
+    let res = http_post(server.addr, "/login", None).await;
+    let set = res.set_cookies();
+    assert_eq!(set.len(), 1, "{set:?}");
+    let c = set[0];
+    assert!(
+        c.starts_with("__Host-session="),
+        "Secure, so __Host- by default: {c}"
+    );
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(c.contains(attr), "{attr} missing in {c}");
+    }
+    assert!(
+        !c.contains("Max-Age"),
+        "browser-session cookie by default: {c}"
+    );
+    assert!(!c.contains("Domain"), "{c}");
+    let value = res.cookie().unwrap();
+    let id = value.trim_start_matches("__Host-session=");
+    assert_eq!(id.len(), 22, "128-bit id, base64url");
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    assert_eq!(res.header("vary"), Some("cookie"));
+}
+
+pub async fn configured_cookie_attributes<H: Harness>(h: H) {
+    let layer = h
+        .layer()
+        .with_cookie_name("shop")
+        .with_same_site(SameSite::Strict)
+        .with_domain("example.test")
+        .with_path("/app")
+        .with_max_age(Some(Duration::from_secs(3600)))
+        .with_http_only(false);
+    let server = serve(Router::new().nest("/app", routes()).layer(layer)).await;
+    let res = http_post(server.addr, "/app/login", None).await;
+    let c = res.set_cookies()[0].to_owned();
+    assert!(c.starts_with("shop="), "{c}");
+    for attr in [
+        "Secure",
+        "SameSite=Strict",
+        "Path=/app",
+        "Domain=example.test",
+        "Max-Age=3600",
+    ] {
+        assert!(c.contains(attr), "{attr} missing in {c}");
+    }
+    assert!(!c.contains("HttpOnly"), "{c}");
+
+    let conflicting = h.layer().with_host_prefix(true).with_domain("example.test");
+    assert_eq!(
+        conflicting.check(),
+        Err(typed_session::ConfigError::HostPrefixMismatch),
+        "the prefix cannot be forced together with a domain"
+    );
+    let host = h.layer().with_host_prefix(true);
+    let server = serve(app(host)).await;
+    let res = http_post(server.addr, "/login", None).await;
+    let c = res.set_cookies()[0].to_owned();
+    assert!(c.starts_with("__Host-session="), "{c}");
+    assert!(
+        c.contains("Secure") && c.contains("Path=/") && !c.contains("Domain"),
+        "{c}"
+    );
+    let cookie = res.cookie().unwrap();
+    let res = http_get(server.addr, "/read", Some(&cookie)).await;
+    assert_eq!(res.body, "user=Some(42) counter=0");
+}
+
+pub async fn reads_set_no_cookie_and_write_nothing<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let cookie = login_cookie(server.addr).await;
+    for _ in 0..3 {
+        let res = http_get(server.addr, "/read", Some(&cookie)).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.body, "user=Some(42) counter=0");
+        assert!(
+            res.set_cookies().is_empty(),
+            "a pure read must not set a cookie: {:?}",
+            res.headers
+        );
+        assert_eq!(
+            res.header("vary"),
+            Some("cookie"),
+            "the response depends on the cookie"
+        );
+        assert_eq!(res.header("cache-control"), Some("no-store"));
+    }
+    let res = http_get(server.addr, "/healthz", Some(&cookie)).await;
+    assert!(
+        res.set_cookies().is_empty() && res.header("vary").is_none(),
+        "routes without a session are untouched"
+    );
+    // A write sends no new cookie either: the id did not change.
+    let res = http_post(server.addr, "/inc", Some(&cookie)).await;
+    assert_eq!(res.body, "counter=1");
+    assert!(res.set_cookies().is_empty());
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&cookie)).await.body,
+        "user=Some(42) counter=1"
+    );
+}
+
+pub async fn cookieless_requests_create_nothing<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    for i in 0..1000 {
+        let res = match i % 3 {
+            0 => http_get(server.addr, "/read", None).await,
+            1 => http_get(server.addr, "/maybe", None).await,
+            _ => http_post(server.addr, "/extract", None).await,
+        };
+        assert_eq!(res.status, 200);
+        assert!(res.set_cookies().is_empty(), "request {i} set a cookie");
+    }
+    assert_count(&h, 0, "no record after 1,000 cookie-less requests").await;
+}
+
+pub async fn regenerate_changes_the_id_and_kills_the_old_one<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let first = login_cookie(server.addr).await;
+    http_post(server.addr, "/inc", Some(&first)).await;
+    let res = http_post(server.addr, "/login", Some(&first)).await;
+    let second = res.cookie().expect("regenerate sends the new id");
+    assert_ne!(first, second);
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&second)).await.body,
+        "user=Some(42) counter=1",
+        "data kept"
+    );
+    let old = http_get(server.addr, "/maybe", Some(&first)).await;
+    assert_eq!(old.body, "none", "the old id no longer works");
+    assert!(
+        old.set_cookies().is_empty(),
+        "a read never removes a cookie: a stale response must not log a newer session out"
+    );
+    assert_count(&h, 1, "").await;
+}
+
+pub async fn destroy_ends_the_session_for_good<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let cookie = login_cookie(server.addr).await;
+    let res = http_post(server.addr, "/logout", Some(&cookie)).await;
+    assert_eq!(res.body, "bye");
+    assert!(res.removes_cookie(), "{:?}", res.set_cookies());
+    assert_count(&h, 0, "").await;
+    let replay = http_get(server.addr, "/read", Some(&cookie)).await;
+    assert_eq!(
+        replay.body, "user=None counter=0",
+        "a replayed cookie gets a fresh anonymous session"
+    );
+    let res = http_post(server.addr, "/inc", Some(&cookie)).await;
+    let fresh = res
+        .cookie()
+        .expect("a write after replay starts a new session");
+    assert_ne!(fresh, cookie);
+}
+
+pub async fn destroy_wins_over_a_request_in_flight<H: Harness>(h: H) {
+    // A request that loaded the session before it was destroyed must not
+    // bring it back when it saves.
+    let layer = plain_layer(&h);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let (g, e) = (gate.clone(), entered.clone());
+    let slow = post(move |session: TypedSession<App>| {
+        let (g, e) = (g.clone(), e.clone());
+        async move {
+            e.notify_one();
+            g.notified().await;
+            session.update_counter(|c| *c += 1).expect("no rule");
+            "late write"
+        }
+    });
+    let server = serve(routes().route("/slow", slow).layer(layer)).await;
+    let cookie = login_cookie(server.addr).await;
+    let addr = server.addr;
+    let c2 = cookie.clone();
+    let in_flight = tokio::spawn(async move { http_post(addr, "/slow", Some(&c2)).await });
+    entered.notified().await;
+    assert_eq!(http_post(addr, "/logout", Some(&cookie)).await.body, "bye");
+    gate.notify_one();
+    let late = in_flight.await.expect("task");
+    assert_eq!(
+        late.status, 409,
+        "the late write is refused, not silently lost: {}",
+        late.body
+    );
+    assert!(late.removes_cookie());
+    assert_count(&h, 0, "the destroyed session did not come back").await;
+    assert_eq!(http_get(addr, "/maybe", Some(&cookie)).await.body, "none");
+}
+
+pub async fn idle_timeout_with_a_manual_clock<H: Harness>(h: H) {
+    let clock = ManualClock::new();
+    let layer = plain_layer(&h)
+        .with_clock(clock.clone())
+        .with_idle_timeout(Some(Duration::from_secs(30 * 60)))
+        .with_absolute_timeout(None);
+    let server = serve(app(layer)).await;
+    let cookie = login_cookie(server.addr).await;
+    // Active every 20 minutes for two hours: never idle for 30.
+    for _ in 0..6 {
+        clock.advance(Duration::from_secs(20 * 60));
+        let res = http_get(server.addr, "/read", Some(&cookie)).await;
+        assert_eq!(res.body, "user=Some(42) counter=0");
+        assert!(
+            res.set_cookies().is_empty(),
+            "refreshing the idle deadline needs no cookie"
+        );
+    }
+    clock.advance(Duration::from_secs(31 * 60));
+    let res = http_get(server.addr, "/read", Some(&cookie)).await;
+    assert_eq!(
+        res.body, "user=None counter=0",
+        "idle for 31 minutes: expired"
+    );
+    assert!(res.set_cookies().is_empty(), "a read removes no cookie");
+    assert_count(&h, 0, "the expired record is deleted").await;
+}
+
+pub async fn absolute_timeout_with_a_manual_clock<H: Harness>(h: H) {
+    let clock = ManualClock::new();
+    let layer = plain_layer(&h)
+        .with_clock(clock.clone())
+        .with_idle_timeout(Some(Duration::from_secs(30 * 60)))
+        .with_absolute_timeout(Some(Duration::from_secs(2 * 3600)));
+    let server = serve(app(layer)).await;
+    let cookie = login_cookie(server.addr).await;
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(20 * 60));
+        assert_eq!(
+            http_post(server.addr, "/inc", Some(&cookie)).await.status,
+            200
+        );
+    }
+    clock.advance(Duration::from_secs(19 * 60));
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&cookie)).await.body,
+        "user=Some(42) counter=5",
+        "1 h 59 min: alive"
+    );
+    clock.advance(Duration::from_secs(2 * 60));
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&cookie)).await.body,
+        "user=None counter=0",
+        "2 h 01 min: expired although active"
+    );
+}
+
+pub async fn login_starts_a_new_absolute_lifetime_and_plain_regenerate_keeps_it<H: Harness>(h: H) {
+    let clock = ManualClock::new();
+    let layer = plain_layer(&h)
+        .with_clock(clock.clone())
+        .with_idle_timeout(None)
+        .with_absolute_timeout(Some(Duration::from_secs(2 * 3600)));
+    let regen = post(|s: TypedSession<App>| async move {
+        s.regenerate();
+        "regenerated"
+    });
+    let server = serve(routes().route("/regen", regen).layer(layer)).await;
+    // Anonymous at t0, log in at t0 + 1 h 59 min.
+    let anonymous = http_post(server.addr, "/inc", None).await.cookie().unwrap();
+    clock.advance(Duration::from_secs(119 * 60));
+    let logged_in = http_post(server.addr, "/login", Some(&anonymous))
+        .await
+        .cookie()
+        .unwrap();
+    clock.advance(Duration::from_secs(60 * 60));
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&logged_in)).await.body,
+        "user=Some(42) counter=1",
+        "2 h 59 min after the first visit, 1 h after login: alive"
+    );
+    // A plain regenerate keeps the lifetime that started at login.
+    let regenerated = http_post(server.addr, "/regen", Some(&logged_in))
+        .await
+        .cookie()
+        .unwrap();
+    clock.advance(Duration::from_secs(61 * 60));
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&regenerated))
+            .await
+            .body,
+        "user=None counter=0",
+        "2 h 01 min after login: expired despite the regenerate"
+    );
+}
+
+pub async fn rolling_and_remember_me_send_max_age<H: Harness>(h: H) {
+    let layer = plain_layer(&h)
+        .with_rolling(true)
+        .with_max_age(Some(Duration::from_secs(600)));
+    let server = serve(app(layer)).await;
+    let cookie = login_cookie(server.addr).await;
+    let res = http_get(server.addr, "/read", Some(&cookie)).await;
+    assert_eq!(
+        res.cookie().as_deref(),
+        Some(cookie.as_str()),
+        "rolling re-sends the same id"
+    );
+    assert!(res.set_cookies()[0].contains("Max-Age=600"));
+    let res = http_post(server.addr, "/remember", Some(&cookie)).await;
+    assert!(
+        res.set_cookies()[0].contains("Max-Age=2592000"),
+        "{:?}",
+        res.set_cookies()
+    );
+    let res = http_get(server.addr, "/read", Some(&cookie)).await;
+    assert!(
+        res.set_cookies()[0].contains("Max-Age=2592000"),
+        "the per-session lifetime is kept"
+    );
+}
+
+macro_rules! wide {
+    ($($f:ident),*) => {
+        #[derive(SessionSchema)]
+        struct Wide {
+            $($f: u32,)*
+            same: u32,
+        }
+
+        fn bump(w: &mut Wide, n: usize) {
+            let fields = [$(&mut w.$f),*];
+            *fields[n] += 1;
+        }
+
+        fn values(w: &Wide) -> Vec<u32> {
+            vec![$(w.$f),*]
+        }
+    };
+}
+
+wide!(
+    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20,
+    f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31, f32, f33, f34, f35, f36, f37, f38, f39,
+    f40, f41, f42, f43, f44, f45, f46, f47, f48, f49, f50, f51, f52, f53, f54, f55, f56, f57, f58,
+    f59, f60, f61, f62, f63, f64, f65, f66, f67, f68, f69, f70, f71, f72, f73, f74, f75, f76, f77,
+    f78, f79, f80, f81, f82, f83, f84, f85, f86, f87, f88, f89, f90, f91, f92, f93, f94, f95, f96,
+    f97, f98, f99
+);
+
+pub async fn concurrent_writes_to_different_fields_all_survive<H: Harness>(h: H) {
+    let wide = Router::new()
+        .route(
+            "/start",
+            post(|s: TypedSession<Wide>| async move {
+                s.update(|w| w.same = 0).expect("no rule");
+                "ok"
+            }),
+        )
+        .route(
+            "/bump/{n}",
+            post(|s: TypedSession<Wide>, Path(n): Path<usize>| async move {
+                s.update(|w| bump(w, n)).expect("no rule");
+                "ok"
+            }),
+        )
+        .route(
+            "/same",
+            post(|s: TypedSession<Wide>| async move {
+                s.update(|w| w.same += 1).expect("no rule");
+                "ok"
+            }),
+        )
+        .route(
+            "/values",
+            get(|s: SessionView<Wide>| async move {
+                let v = s.read(values);
+                format!(
+                    "{} {}",
+                    v.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    s.read(|w| w.same)
+                )
+            }),
+        );
+    let server = serve(wide.layer(plain_layer(&h))).await;
+    let start = http_post(server.addr, "/start", None).await;
+    // `same` was 0 and stays 0: nothing changed, so nothing was stored...
+    assert!(start.cookie().is_none());
+    let start = http_post(server.addr, "/same", None).await;
+    let cookie = start.cookie().expect("session created");
+    let addr = server.addr;
+
+    let tasks: Vec<_> = (0..100)
+        .map(|n| {
+            let cookie = cookie.clone();
+            tokio::spawn(async move {
+                http_post(addr, &format!("/bump/{n}"), Some(&cookie))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 200);
+    }
+    let body = http_get(addr, "/values", Some(&cookie)).await.body;
+    let (fields, _) = body.split_once(' ').expect("two parts");
+    assert!(
+        fields.split(',').all(|v| v == "1"),
+        "every one of the 100 fields kept its increment: {fields}"
+    );
+
+    // The same field from 100 requests at once: every request succeeds and
+    // the field ends between 1 and 100 (+1 from /same above): concurrent
+    // writes of one field are last-writer-wins, as documented.
+    let ok = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let cookie = cookie.clone();
+            let ok = ok.clone();
+            tokio::spawn(async move {
+                if http_post(addr, "/same", Some(&cookie)).await.status == 200 {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(ok.load(Ordering::SeqCst), 100);
+    let body = http_get(addr, "/values", Some(&cookie)).await.body;
+    let same: u32 = body
+        .rsplit(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("number");
+    assert!((2..=101).contains(&same), "same = {same}");
+    println!(
+        "100 concurrent increments of one field ended at {} (started at 1)",
+        same
+    );
+}
+
+pub async fn bad_cookies_get_a_fresh_session_and_no_panic<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let cookie = login_cookie(server.addr).await;
+    let value = cookie.trim_start_matches("session=").to_owned();
+    let mut tampered = value.clone().into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let oversized = "A".repeat(5000);
+    let cases: Vec<String> = vec![
+        format!("session={tampered}"),
+        format!("session={}", &value[..10]),
+        format!("session={oversized}"),
+        format!("session={value}; session={tampered}"),
+        "session=".to_owned(),
+        "session=%00%ff".to_owned(),
+        "session=\"quoted\"".to_owned(),
+        format!("session={value}.extra"),
+        "garbage without equals".to_owned(),
+    ];
+    for case in &cases {
+        let res = request(server.addr, "GET", "/read", &[case.as_str()]).await;
+        assert_eq!(res.status, 200, "{case}");
+        assert_eq!(res.body, "user=None counter=0", "{case}");
+    }
+    // The same cookie twice in two headers (same value) is still fine.
+    let res = request(server.addr, "GET", "/read", &[&cookie, &cookie]).await;
+    assert_eq!(res.body, "user=Some(42) counter=0");
+    // Two different values in two headers: refused.
+    let other = login_cookie(server.addr).await;
+    let res = request(server.addr, "GET", "/read", &[&cookie, &other]).await;
+    assert_eq!(res.body, "user=None counter=0");
+    assert_count(&h, 2, "bad cookies created nothing").await;
+}
+
+pub async fn flash_messages_across_requests<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let cookie = login_cookie(server.addr).await;
+    http_post(server.addr, "/flash", Some(&cookie)).await;
+    assert_eq!(
+        http_get(server.addr, "/flash", Some(&cookie)).await.body,
+        "saved"
+    );
+    assert_eq!(
+        http_get(server.addr, "/flash", Some(&cookie)).await.body,
+        "",
+        "read once"
+    );
+}
+
+pub async fn reject_policy_answers_400<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let cookie = login_cookie(server.addr).await;
+    // A record whose readonly user id fails its rule, straight into the store.
+    if !h
+        .rewrite(&cookie, |data| {
+            data.replace("\"user_id\":42", "\"user_id\":666")
+        })
+        .await
+    {
+        return;
+    }
+    let res = http_get(server.addr, "/read", Some(&cookie)).await;
+    assert_eq!(res.status, 400);
+    assert_eq!(res.body, "invalid session");
+}
+
+pub async fn signed_cookies_and_key_rotation<H: Harness>(h: H) {
+    let old = SigningKey::new(b"an old secret that is long enough to be used".to_vec()).unwrap();
+    let new = SigningKey::new(b"a new secret that is also long enough to use".to_vec()).unwrap();
+    let server_old = serve(app(plain_layer(&h).with_signing_keys(old.clone(), []))).await;
+    let cookie = login_cookie(server_old.addr).await;
+    assert_eq!(
+        cookie.trim_start_matches("session=").len(),
+        22 + 1 + 22,
+        "id.tag"
+    );
+
+    let server_new = serve(app(
+        plain_layer(&h).with_signing_keys(new.clone(), [old.clone()])
+    ))
+    .await;
+    let res = http_get(server_new.addr, "/read", Some(&cookie)).await;
+    assert_eq!(
+        res.body, "user=Some(42) counter=0",
+        "old key still verifies"
+    );
+    let resigned = res.cookie().expect("re-signed with the new key");
+    assert_ne!(resigned, cookie);
+    assert_eq!(resigned[..30], cookie[..30], "same id");
+
+    let server_only_new = serve(app(plain_layer(&h).with_signing_keys(new, []))).await;
+    assert_eq!(
+        http_get(server_only_new.addr, "/read", Some(&resigned))
+            .await
+            .body,
+        "user=Some(42) counter=0"
+    );
+    assert_eq!(
+        http_get(server_only_new.addr, "/read", Some(&cookie))
+            .await
+            .body,
+        "user=None counter=0",
+        "retired key"
+    );
+    let mut forged = resigned.clone();
+    forged.pop();
+    forged.push(if resigned.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(
+        http_get(server_only_new.addr, "/read", Some(&forged))
+            .await
+            .body,
+        "user=None counter=0",
+        "bad tag"
+    );
+}
+
+/// Runs `POST path` with `cookie`, holding the handler at a gate until the
+/// caller has done something in between (a logout, a store delete).
+struct Gated {
+    gate: Arc<tokio::sync::Notify>,
+    entered: Arc<tokio::sync::Notify>,
+}
+
+impl Gated {
+    fn new() -> Self {
+        Gated {
+            gate: Arc::new(tokio::sync::Notify::new()),
+            entered: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// A handler that waits at the gate, then runs `f` on the session.
+    fn route(&self, f: fn(&TypedSession<App>)) -> axum::routing::MethodRouter {
+        let (gate, entered) = (self.gate.clone(), self.entered.clone());
+        post(move |session: TypedSession<App>| {
+            let (gate, entered) = (gate.clone(), entered.clone());
+            async move {
+                entered.notify_one();
+                gate.notified().await;
+                f(&session);
+                "late"
+            }
+        })
+    }
+}
+
+/// A lifecycle call on a session, named for failure messages.
+type Named = (&'static str, fn(&TypedSession<App>));
+
+fn regenerations() -> [Named; 3] {
+    [
+        ("regenerate", |s| s.regenerate()),
+        ("regenerate_with", |s| {
+            s.regenerate_with(|a| a.user_id = Some(7)).unwrap();
+        }),
+        ("regenerate_clear", |s| s.regenerate_clear()),
+    ]
+}
+
+/// Finding: a request that loaded the session before a logout brought the
+/// user back under a fresh id when it regenerated. Now it gets 409 and the
+/// session stays ended, for every form of regenerate.
+pub async fn logout_during_an_in_flight_regenerate_ends_it<H: Harness>(h: H) {
+    for (name, f) in regenerations() {
+        let gated = Gated::new();
+        let server = serve(
+            routes()
+                .route("/slow", gated.route(f))
+                .layer(plain_layer(&h)),
+        )
+        .await;
+        let cookie = login_cookie(server.addr).await;
+        http_post(server.addr, "/inc", Some(&cookie)).await;
+        let (addr, c2) = (server.addr, cookie.clone());
+        let in_flight = tokio::spawn(async move { http_post(addr, "/slow", Some(&c2)).await });
+        gated.entered.notified().await;
+        assert_eq!(http_post(addr, "/logout", Some(&cookie)).await.body, "bye");
+        gated.gate.notify_one();
+        let late = in_flight.await.unwrap();
+        assert_eq!(late.status, 409, "{name}: {}", late.body);
+        assert_eq!(late.body, "session ended");
+        assert!(
+            late.set_cookies().iter().all(|c| c.contains("Max-Age=0")),
+            "{name}: only a removal cookie, no new session: {:?}",
+            late.set_cookies()
+        );
+        assert_count(&h, 0, name).await;
+        assert_eq!(
+            http_get(addr, "/read", Some(&cookie)).await.body,
+            "user=None counter=0"
+        );
+    }
+}
+
+/// The same with the record deleted through the store (an admin ending a session).
+pub async fn store_delete_during_an_in_flight_regenerate_ends_it<H: Harness>(h: H) {
+    for (name, f) in regenerations() {
+        let gated = Gated::new();
+        let server = serve(
+            routes()
+                .route("/slow", gated.route(f))
+                .layer(plain_layer(&h)),
+        )
+        .await;
+        let cookie = login_cookie(server.addr).await;
+        let (addr, c2) = (server.addr, cookie.clone());
+        let in_flight = tokio::spawn(async move { http_post(addr, "/slow", Some(&c2)).await });
+        gated.entered.notified().await;
+        if !h.delete(&cookie).await {
+            gated.gate.notify_one();
+            return;
+        }
+        gated.gate.notify_one();
+        let late = in_flight.await.unwrap();
+        assert_eq!(late.status, 409, "{name}: {}", late.body);
+        assert_count(&h, 0, name).await;
+    }
+}
+
+/// Signals, once extracted, that the extractors before it have run.
+struct Extracted;
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Extracted {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &St,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(n) = parts.extensions.get::<Arc<tokio::sync::Notify>>() {
+            n.notify_one();
+        }
+        Ok(Extracted)
+    }
+}
+
+/// A login whose body is drip-fed across a logout: the session loads with
+/// the request head, the logout lands, then the body arrives and the
+/// handler regenerates. The session must stay ended.
+pub async fn slow_request_body_across_a_logout<H: Harness>(h: H) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let loaded = Arc::new(tokio::sync::Notify::new());
+    let relogin = post(
+        |s: TypedSession<App>, _: Extracted, body: String| async move {
+            s.regenerate_with(|a| a.user_id = Some(9)).unwrap();
+            body
+        },
+    );
+    let server = serve(
+        routes()
+            .route("/relogin", relogin)
+            .layer(plain_layer(&h))
+            .layer(axum::Extension(loaded.clone())),
+    )
+    .await;
+    let cookie = login_cookie(server.addr).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /relogin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Length: 5\r\n\r\nhe"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    loaded.notified().await;
+    assert_eq!(
+        http_post(server.addr, "/logout", Some(&cookie)).await.body,
+        "bye"
+    );
+    stream.write_all(b"llo").await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let res = super::parse(&raw);
+    assert_eq!(res.status, 409, "{}", res.body);
+    assert_count(&h, 0, "the logged-out session stays gone").await;
+}
+
+/// A handler that saves explicitly, sees the session ended, ignores it:
+/// the layer's own commit must not recreate the old data under a new id.
+pub async fn explicit_save_after_the_session_ended_resurrects_nothing<H: Harness>(h: H) {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let (g, e) = (gate.clone(), entered.clone());
+    let stubborn = post(move |s: TypedSession<App>| {
+        let (g, e) = (g.clone(), e.clone());
+        async move {
+            e.notify_one();
+            g.notified().await;
+            s.update_counter(|c| *c += 1).unwrap();
+            let first = s.save().await;
+            format!("{}", first.is_err())
+        }
+    });
+    let server = serve(routes().route("/stubborn", stubborn).layer(plain_layer(&h))).await;
+    let cookie = login_cookie(server.addr).await;
+    let (addr, c2) = (server.addr, cookie.clone());
+    let in_flight = tokio::spawn(async move { http_post(addr, "/stubborn", Some(&c2)).await });
+    entered.notified().await;
+    http_post(addr, "/logout", Some(&cookie)).await;
+    gate.notify_one();
+    let late = in_flight.await.unwrap();
+    assert_eq!(late.body, "true", "the explicit save failed");
+    assert!(
+        late.set_cookies().iter().all(|c| c.contains("Max-Age=0")),
+        "{:?}",
+        late.set_cookies()
+    );
+    assert_count(&h, 0, "nothing recreated").await;
+}
+
+/// Finding: a handler's `Cache-Control: public` survived on a response
+/// carrying the session cookie.
+pub async fn shared_caches_never_store_a_session_cookie<H: Harness>(h: H) {
+    let public = |body: &'static str| {
+        (
+            [(axum::http::header::CACHE_CONTROL, "public, max-age=3600")],
+            body,
+        )
+    };
+    let cached_login = post(move |s: TypedSession<App>| async move {
+        s.regenerate_with(|a| a.user_id = Some(1)).unwrap();
+        public("in")
+    });
+    let cached_read = get(move |s: SessionView<App>| async move {
+        let _ = s.counter();
+        public("read")
+    });
+    let server = serve(
+        Router::new()
+            .route("/login", cached_login)
+            .route("/read", cached_read)
+            .layer(plain_layer(&h)),
+    )
+    .await;
+    let res = http_post(server.addr, "/login", None).await;
+    assert!(res.cookie().is_some());
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    let res = http_get(server.addr, "/read", res.cookie().as_deref()).await;
+    assert!(res.set_cookies().is_empty());
+    assert_eq!(
+        res.header("cache-control"),
+        Some("public, max-age=3600"),
+        "without a Set-Cookie the handler's choice stands"
+    );
+}
+
+/// Finding: `set_expiry(Some(Duration::MAX))` with both timeouts off panicked.
+pub async fn huge_remember_me_is_capped_not_a_panic<H: Harness>(h: H) {
+    let forever = post(|s: TypedSession<App>| async move {
+        s.set_expiry(Some(Duration::MAX));
+        s.update_counter(|c| *c += 1).unwrap();
+        "forever"
+    });
+    let layer = plain_layer(&h)
+        .with_idle_timeout(None)
+        .with_absolute_timeout(None);
+    let server = serve(routes().route("/forever", forever).layer(layer)).await;
+    let res = http_post(server.addr, "/forever", None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let set = res.set_cookies()[0].to_owned();
+    assert!(set.contains("Max-Age=34560000"), "400 days at most: {set}");
+    let cookie = res.cookie().unwrap();
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&cookie)).await.body,
+        "user=None counter=1"
+    );
+}
+
+/// Finding: sessions could grow without bound. A write past the limit is
+/// refused (413, or `Error::TooLarge` to a handler that saves), and the
+/// stored session keeps its last good value.
+pub async fn oversized_sessions_are_refused_with_413<H: Harness>(h: H) {
+    let big = post(|s: TypedSession<App>| async move {
+        s.notices().push("x".repeat(4000));
+        "pushed"
+    });
+    let big_save = post(|s: TypedSession<App>| async move {
+        s.notices().push("y".repeat(4000));
+        match s.save().await {
+            Err(typed_session::Error::TooLarge { size, limit }) => format!("{size} > {limit}"),
+            other => format!("{other:?}"),
+        }
+    });
+    let layer = plain_layer(&h).with_max_session_bytes(2048);
+    let server = serve(
+        routes()
+            .route("/big", big)
+            .route("/big-save", big_save)
+            .layer(layer),
+    )
+    .await;
+    let cookie = login_cookie(server.addr).await;
+    http_post(server.addr, "/inc", Some(&cookie)).await;
+    let res = http_post(server.addr, "/big", Some(&cookie)).await;
+    assert_eq!(res.status, 413);
+    assert_eq!(res.body, "session too large");
+    let res = http_post(server.addr, "/big-save", Some(&cookie)).await;
+    assert!(res.body.ends_with("> 2048"), "{}", res.body);
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&cookie)).await.body,
+        "user=Some(42) counter=1",
+        "the stored session is unchanged"
+    );
+    assert_eq!(
+        http_get(server.addr, "/flash", Some(&cookie)).await.body,
+        ""
+    );
+    // A new session that is too large is not created at all.
+    let res = http_post(server.addr, "/big", None).await;
+    assert_eq!(res.status, 413);
+    assert!(res.set_cookies().is_empty());
+    assert_count(&h, 1, "only the logged-in session").await;
+}
+
+/// Finding: a cookie planted by a sibling subdomain shadowed the real one.
+/// With `Secure` (the default) the cookie is `__Host-` prefixed, which
+/// browsers accept only from this exact host over HTTPS; an unprefixed
+/// cookie of the bare name is someone else's and is ignored.
+pub async fn host_prefix_is_the_default_with_secure<H: Harness>(h: H) {
+    let server = serve(app(h.layer())).await;
+    let res = http_post(server.addr, "/login", None).await;
+    let cookie = res.cookie().unwrap();
+    assert!(cookie.starts_with("__Host-session="), "{cookie}");
+    let planted = cookie.replacen("__Host-session=", "session=", 1);
+    let both = format!("{planted}; {cookie}");
+    assert_eq!(
+        request(server.addr, "GET", "/read", &[&both]).await.body,
+        "user=Some(42) counter=0",
+        "the sibling's cookie does not shadow ours"
+    );
+    assert_eq!(
+        http_get(server.addr, "/read", Some(&planted)).await.body,
+        "user=None counter=0"
+    );
+    let plain = serve(app(h.layer().with_secure(false))).await;
+    let res = http_post(plain.addr, "/login", None).await;
+    assert!(
+        res.cookie().unwrap().starts_with("session="),
+        "no prefix without Secure"
+    );
+}
