@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use tracing::Instrument as _;
 
-use crate::backend::server::exact_bytes;
-use crate::backend::{Found, Merge, Payload, Stored, Written};
+use crate::backend::seam::{Found, Merge, Payload, Stored, Written, exact_bytes};
 use crate::cookies::{CookieIn, CookieOut};
 use crate::envelope::{self, Cached};
 use crate::error::{Error, LoadError, describe_for_log, error_chain};

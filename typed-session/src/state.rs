@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::backend::Stored;
+use crate::backend::seam::Stored;
 use crate::header::{FieldMask, Header};
 use crate::runtime::Runtime;
 

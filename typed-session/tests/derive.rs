@@ -503,3 +503,37 @@ fn random_corruptions_of_stored_records_never_panic() {
     }
     assert!(loaded > 0, "some mutations are still valid records");
 }
+
+/// Finding: flash queues grew without limit. A field keeps at most
+/// `MAX_PENDING_FLASH` messages, dropping the oldest, also when loading a
+/// record written with more.
+#[test]
+fn flash_queues_are_bounded_oldest_dropped() {
+    use typed_session::MAX_PENDING_FLASH;
+    let s = shop();
+    for i in 0..MAX_PENDING_FLASH + 36 {
+        s.notices().push(format!("n{i}"));
+    }
+    let stored = s.export().unwrap();
+    let next = TypedSession::<Shop>::import(&stored).unwrap();
+    let got = next.notices().drain();
+    assert_eq!(got.len(), MAX_PENDING_FLASH);
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("n36"),
+        "the oldest went"
+    );
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some(format!("n{}", MAX_PENDING_FLASH + 35).as_str())
+    );
+    let many: Vec<String> = (0..500).map(|i| format!("\"m{i}\"")).collect();
+    let record = format!(
+        r#"{{"v":1,"c":0,"t":0,"d":{{"notices":[{}]}}}}"#,
+        many.join(",")
+    );
+    let loaded = TypedSession::<Shop>::import(record.as_bytes()).unwrap();
+    let got = loaded.notices().drain();
+    assert_eq!(got.len(), MAX_PENDING_FLASH);
+    assert_eq!(got.last().map(String::as_str), Some("m499"));
+}

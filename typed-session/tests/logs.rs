@@ -165,3 +165,80 @@ async fn no_ids_secrets_or_payloads_in_logs() {
         );
     }
 }
+
+const PERSONAL: &str = "alice@example.com-4111111111111111";
+
+#[derive(SessionSchema)]
+struct Parsed {
+    /// Stored as a string by the test, though it is a number: a parse error
+    /// whose serde message would quote the stored value.
+    #[session(on_invalid = "reset")]
+    visits: u64,
+    #[session(on_invalid = "destroy")]
+    account: u64,
+}
+
+/// Finding: when a stored field failed to parse, serde's message, which
+/// quotes the stored value, was logged on the `reset` and `destroy` paths.
+#[tokio::test]
+async fn parse_failures_log_the_field_and_category_not_the_value() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let store = MemoryStore::new();
+    let app = Router::new()
+        .route(
+            "/write",
+            post(|s: TypedSession<Parsed>| async move {
+                s.set_visits(1).unwrap();
+                s.set_account(2).unwrap();
+                "ok"
+            }),
+        )
+        .route(
+            "/read",
+            get(|s: TypedSession<Parsed>| async move { format!("{} {}", s.visits(), s.account()) }),
+        )
+        .layer(SessionLayer::new(store.clone()).with_secure(false));
+    let server = serve(app).await;
+    let h = common::harness::Stored::new(store.clone(), MemoryStore::len);
+    use common::harness::Harness as _;
+
+    for (field, path) in [("visits", "reset"), ("account", "destroy")] {
+        let cookie = http_post(server.addr, "/write", None)
+            .await
+            .cookie()
+            .unwrap();
+        let rewrite: fn(String) -> String = if field == "visits" {
+            |d| d.replace("\"visits\":1", &format!("\"visits\":\"{PERSONAL}\""))
+        } else {
+            |d| d.replace("\"account\":2", &format!("\"account\":\"{PERSONAL}\""))
+        };
+        assert!(h.rewrite(&cookie, rewrite).await);
+        let body = http_get(server.addr, "/read", Some(&cookie)).await.body;
+        match path {
+            "reset" => assert_eq!(body, "0 2", "the bad field was reset"),
+            _ => assert_eq!(body, "0 0", "the session was destroyed"),
+        }
+    }
+    let lines = capture.0.lock().unwrap().clone();
+    let joined = lines.join("\n");
+    for needle in [PERSONAL, "alice", "4111", "invalid type"] {
+        assert!(
+            !joined.contains(needle),
+            "{needle:?} leaked into the logs:\n{joined}"
+        );
+    }
+    for expected in [
+        "field=\"visits\"",
+        "field `account`",
+        "JSON type or value error at line 1 column",
+        "reset to its default",
+        "stored session discarded",
+    ] {
+        assert!(
+            joined.contains(expected),
+            "missing {expected:?} in:\n{joined}"
+        );
+    }
+}

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
 
-use super::{Found, Loaded, Merge, Payload, Stored, Written};
+use super::seam::{Found, Loaded, Merge, Payload, Stored, Written, exact_bytes};
 use crate::clock::from_unix_millis;
 use crate::cookies::CookieIn;
 use crate::error::{Error, StoreError, error_chain};
@@ -39,14 +38,6 @@ fn store_failed(op: &'static str) -> impl FnOnce(StoreError) -> Error {
         tracing::error!(op, cause = %error_chain(&e), "session store failed");
         Error::Store(e)
     }
-}
-
-/// The encoded record without the encoder's spare capacity: stores that keep
-/// records in memory would otherwise hold it for the session's lifetime.
-pub(crate) fn exact_bytes(encoded: &[u8]) -> Bytes {
-    // A copy into an exact-size allocation; shrinking in place (realloc)
-    // fragments the heap when millions of records are kept.
-    Bytes::copy_from_slice(encoded)
 }
 
 impl ServerSide {
