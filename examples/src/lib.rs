@@ -4,7 +4,7 @@
 //! <http://127.0.0.1:3000> with the in-memory store.
 
 use axum::Router;
-use axum::extract::Form;
+use axum::extract::{DefaultBodyLimit, Form};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -43,6 +43,14 @@ pub enum Registration {
 
 /// The most lines a cart may hold.
 pub const MAX_CART_LINES: usize = 20;
+/// The longest product name, in characters.
+pub const MAX_PRODUCT_CHARS: usize = 64;
+/// The longest email address (RFC 5321's limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// The longest display name.
+pub const MAX_NAME_CHARS: usize = 100;
+/// The largest request body the shop reads (its forms are a few fields).
+pub const MAX_BODY_BYTES: usize = 4096;
 
 fn cart_within_limit(cart: &[CartItem]) -> Result<(), String> {
     if cart.len() > MAX_CART_LINES {
@@ -50,6 +58,31 @@ fn cart_within_limit(cart: &[CartItem]) -> Result<(), String> {
     }
     if cart.iter().any(|i| i.qty == 0 || i.qty > 99) {
         return Err("quantities are 1 to 99".into());
+    }
+    if cart
+        .iter()
+        .any(|i| i.product.chars().count() > MAX_PRODUCT_CHARS)
+    {
+        return Err(format!(
+            "product names are at most {MAX_PRODUCT_CHARS} characters"
+        ));
+    }
+    Ok(())
+}
+
+fn registration_within_limits(r: &Registration) -> Result<(), String> {
+    let (email, name) = match r {
+        Registration::NotStarted => return Ok(()),
+        Registration::Step1 { email } => (email, ""),
+        Registration::Complete { email, name } => (email, name.as_str()),
+    };
+    if email.chars().count() > MAX_EMAIL_CHARS || !email.contains('@') {
+        return Err(format!(
+            "an email address has an @ and at most {MAX_EMAIL_CHARS} characters"
+        ));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("a name is at most {MAX_NAME_CHARS} characters"));
     }
     Ok(())
 }
@@ -74,6 +107,7 @@ pub struct Shop {
     #[session(flash)]
     pub notices: Flash<String>,
     /// The sign-up flow.
+    #[session(validate = registration_within_limits)]
     pub registration: Registration,
 }
 
@@ -130,9 +164,14 @@ async fn home(session: TypedSession<Shop>) -> Html<String> {
 }
 
 async fn login(session: TypedSession<Shop>) -> Response {
-    // A new id at login, against session fixation; the read-only user id can
-    // only be set here.
-    match session.regenerate_with(|s| s.user_id = Some(1001)) {
+    // A new id and a fresh session at login, against session fixation and
+    // against data planted before it; the cart is carried over on purpose
+    // (the registration is not). The read-only user id can only be set here.
+    let result = session.regenerate_clear_with(|fresh, before| {
+        fresh.user_id = Some(1001);
+        fresh.cart = before.cart.clone();
+    });
+    match result {
         Ok(()) => {
             session.notices().push("welcome back".into());
             Redirect::to("/").into_response()
@@ -176,10 +215,10 @@ async fn register_email(session: TypedSession<Shop>, Form(form): Form<EmailForm>
             .push("that is not an email address".into());
         return Redirect::to("/").into_response();
     }
-    match session.set_registration(Registration::Step1 { email: form.email }) {
-        Ok(()) => Redirect::to("/").into_response(),
-        Err(e) => e.into_response(),
+    if let Err(e) = session.set_registration(Registration::Step1 { email: form.email }) {
+        session.notices().push(e.message().to_owned());
     }
+    Redirect::to("/").into_response()
 }
 
 async fn register_name(session: TypedSession<Shop>, Form(form): Form<NameForm>) -> Response {
@@ -190,12 +229,10 @@ async fn register_name(session: TypedSession<Shop>, Form(form): Form<NameForm>) 
         email,
         name: form.name,
     }) {
-        Ok(()) => {
-            session.notices().push("registered".into());
-            Redirect::to("/").into_response()
-        }
-        Err(e) => e.into_response(),
+        Ok(()) => session.notices().push("registered".into()),
+        Err(e) => session.notices().push(e.message().to_owned()),
     }
+    Redirect::to("/").into_response()
 }
 
 async fn cart_json(session: SessionView<Shop>) -> axum::Json<Vec<CartItem>> {
@@ -211,6 +248,7 @@ pub fn shop_app(layer: SessionLayer) -> Router {
         .route("/cart", post(add).get(cart_json))
         .route("/register/email", post(register_email))
         .route("/register/name", post(register_name))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(layer)
         .route("/healthz", get(|| async { "ok" }))
 }

@@ -146,3 +146,58 @@ async fn invalid_writes_are_refused_with_the_rule_message() {
     let res = b.send("POST", "/register/name", Some("name=x")).await;
     assert_eq!(res.status, 409);
 }
+
+/// Finding: the demo accepted 2 MB form fields into the cart, the email and
+/// the name. Every input is bounded now, by the body limit and by the
+/// session's own rules (which also run on load).
+#[tokio::test]
+async fn every_input_is_bounded() {
+    let server = serve(shop_app(demo_layer())).await;
+    let mut b = Browser {
+        addr: server.addr,
+        cookie: None,
+    };
+    let huge = format!("product={}", "x".repeat(2 * 1024 * 1024));
+    let res = b.send("POST", "/cart", Some(&huge)).await;
+    assert_eq!(res.status, 413, "the body limit refuses 2 MB");
+    let long = format!("product={}", "p".repeat(65));
+    b.send("POST", "/cart", Some(&long)).await;
+    let page = b.page().await;
+    assert!(
+        page.contains("product names are at most 64 characters"),
+        "{page}"
+    );
+    assert!(!page.contains("pppp"), "{page}");
+    let email = format!("email={}%40example.test", "e".repeat(300));
+    b.send("POST", "/register/email", Some(&email)).await;
+    let page = b.page().await;
+    assert!(page.contains("at most 254 characters"), "{page}");
+    b.send("POST", "/register/email", Some("email=a%40b.test"))
+        .await;
+    let name = format!("name={}", "n".repeat(101));
+    b.send("POST", "/register/name", Some(&name)).await;
+    assert!(b.page().await.contains("a name is at most 100 characters"));
+}
+
+/// Finding: data planted before login carried into the signed-in session.
+/// The demo's login starts from a fresh session and carries the cart over
+/// on purpose; a half-done registration does not survive it.
+#[tokio::test]
+async fn login_keeps_the_cart_and_drops_the_rest() {
+    let server = serve(shop_app(demo_layer())).await;
+    let mut b = Browser {
+        addr: server.addr,
+        cookie: None,
+    };
+    b.send("POST", "/cart", Some("product=tea")).await;
+    b.send("POST", "/register/email", Some("email=planted%40evil.test"))
+        .await;
+    assert!(b.page().await.contains("planted@evil.test"));
+    b.send("POST", "/login", None).await;
+    let page = b.page().await;
+    assert!(
+        page.contains("user 1001") && page.contains("tea × 1"),
+        "{page}"
+    );
+    assert!(!page.contains("planted@evil.test"), "{page}");
+}

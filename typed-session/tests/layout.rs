@@ -70,8 +70,13 @@ fn internal_imports_have_no_cycle() {
     let lib = &modules[""];
     for stmt in lib.split(';') {
         let stmt = stmt.trim();
-        let Some(body) = stmt.strip_prefix("pub use ") else { continue };
-        let module = segments(body).first().map(|s| s.to_string()).unwrap_or_default();
+        let Some(body) = stmt.strip_prefix("pub use ") else {
+            continue;
+        };
+        let module = segments(body)
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         for name in body
             .split(|c: char| !(c.is_alphanumeric() || c == '_'))
             .filter(|w| !w.is_empty())
@@ -107,7 +112,10 @@ fn internal_imports_have_no_cycle() {
         let parent: Vec<&str> = module.rsplit_once("::").map_or(vec![], |(p, _)| vec![p]);
         for line in text.lines() {
             let line = line.trim();
-            if line.starts_with("//") || line.starts_with("pub use") || line.starts_with("pub(crate) use") {
+            if line.starts_with("//")
+                || line.starts_with("pub use")
+                || line.starts_with("pub(crate) use")
+            {
                 continue;
             }
             let mut targets = Vec::new();
@@ -174,8 +182,15 @@ fn internal_imports_have_no_cycle() {
     // The graph is not empty: the check saw the crate.
     assert!(edges.get("layer").is_some_and(|e| e.contains("extract")));
     assert!(edges.get("extract").is_some_and(|e| e.contains("state")));
-    assert!(!edges.get("state").is_some_and(|e| e.contains("layer") || e.contains("extract")));
+    assert!(
+        !edges
+            .get("state")
+            .is_some_and(|e| e.contains("layer") || e.contains("extract"))
+    );
     for (from, to) in &edges {
-        println!("{from} -> {}", to.iter().cloned().collect::<Vec<_>>().join(", "));
+        println!(
+            "{from} -> {}",
+            to.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
 }
