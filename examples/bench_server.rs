@@ -1,5 +1,5 @@
-//! The load-test server of `../shared/bench` (route contract in its README):
-//! `PORT=3101 bench_server --store memory`.
+//! The load-test server of the team's HTTP load harness (routes: `/login`,
+//! `/profile`, `/cart`, `/healthz`): `PORT=3101 bench_server --store memory|file`.
 
 use std::process::ExitCode;
 
@@ -7,7 +7,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use typed_session::store::MemoryStore;
+use typed_session::store::{FileStore, MemoryStore};
 use typed_session::{SessionLayer, SessionSchema, SessionView, TypedSession};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -99,8 +99,19 @@ async fn main() -> ExitCode {
     };
     let layer = match store.as_str() {
         "memory" => SessionLayer::new(MemoryStore::new()),
+        "file" => {
+            let dir =
+                std::env::temp_dir().join(format!("typed-session-bench-{}", std::process::id()));
+            match FileStore::open(&dir) {
+                Ok(store) => SessionLayer::new(store),
+                Err(e) => {
+                    eprintln!("bench_server: file store in {}: {e}", dir.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         other => {
-            eprintln!("bench_server: store {other:?} is not available yet (only memory)");
+            eprintln!("bench_server: store {other:?} is not available yet (memory, file)");
             return ExitCode::from(2);
         }
     }

@@ -1,7 +1,8 @@
 //! The demo shop: a small axum app whose session is a typed struct.
 //!
 //! `cargo run -p typed-session-examples --example shop` serves it on
-//! <http://127.0.0.1:3000> with the in-memory store.
+//! <http://127.0.0.1:3000> with its embedded default store: files under
+//! `storage/sessions` (`SESSION_FILE_PATH` overrides).
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form};
@@ -9,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use typed_session::store::MemoryStore;
+use typed_session::store::SessionStore;
 use typed_session::{Flash, SessionLayer, SessionSchema, SessionView, TypedSession};
 
 /// One line of the cart.
@@ -253,8 +254,8 @@ pub fn shop_app(layer: SessionLayer) -> Router {
         .route("/healthz", get(|| async { "ok" }))
 }
 
-/// The layer the demo runs with: memory store; `Secure` off because the demo
+/// The layer the demo runs with over `store`; `Secure` off because the demo
 /// is served over plain `http://127.0.0.1` (never do this in production).
-pub fn demo_layer() -> SessionLayer {
-    SessionLayer::new(MemoryStore::new()).with_secure(false)
+pub fn demo_layer(store: impl SessionStore) -> SessionLayer {
+    SessionLayer::new(store).with_secure(false)
 }

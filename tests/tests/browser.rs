@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use tokio::process::{Child, Command};
+use typed_session::store::MemoryStore;
 use typed_session_examples::{demo_layer, shop_app};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -97,7 +98,7 @@ async fn text(client: &fantoccini::Client, css: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_in_headless_chromium() {
-    let server = common::serve(shop_app(demo_layer())).await;
+    let server = common::serve(shop_app(demo_layer(MemoryStore::new()))).await;
     let driver = start_driver().await;
     let profile = std::env::temp_dir().join(format!("typed-session-chromium-{}", driver.port));
 

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{Response, request, serve};
+use typed_session::store::MemoryStore;
 use typed_session_examples::{demo_layer, shop_app};
 
 /// A browser: keeps the session cookie it is given.
@@ -69,7 +70,19 @@ async fn form_request(
 
 #[tokio::test]
 async fn shopping_flow() {
-    let server = serve(shop_app(demo_layer())).await;
+    shopping_flow_on(demo_layer(MemoryStore::new())).await;
+}
+
+/// The demo's embedded default: sessions in files.
+#[tokio::test]
+async fn shopping_flow_on_the_file_store() {
+    let dir = common::harness::TempDir::new("shop");
+    let store = typed_session::store::FileStore::open(dir.path()).expect("file store");
+    shopping_flow_on(demo_layer(store)).await;
+}
+
+async fn shopping_flow_on(layer: typed_session::SessionLayer) {
+    let server = serve(shop_app(layer)).await;
     let mut b = Browser {
         addr: server.addr,
         cookie: None,
@@ -130,7 +143,7 @@ async fn shopping_flow() {
 
 #[tokio::test]
 async fn invalid_writes_are_refused_with_the_rule_message() {
-    let server = serve(shop_app(demo_layer())).await;
+    let server = serve(shop_app(demo_layer(MemoryStore::new()))).await;
     let mut b = Browser {
         addr: server.addr,
         cookie: None,
@@ -152,7 +165,7 @@ async fn invalid_writes_are_refused_with_the_rule_message() {
 /// session's own rules (which also run on load).
 #[tokio::test]
 async fn every_input_is_bounded() {
-    let server = serve(shop_app(demo_layer())).await;
+    let server = serve(shop_app(demo_layer(MemoryStore::new()))).await;
     let mut b = Browser {
         addr: server.addr,
         cookie: None,
@@ -184,7 +197,7 @@ async fn every_input_is_bounded() {
 /// on purpose; a half-done registration does not survive it.
 #[tokio::test]
 async fn login_keeps_the_cart_and_drops_the_rest() {
-    let server = serve(shop_app(demo_layer())).await;
+    let server = serve(shop_app(demo_layer(MemoryStore::new()))).await;
     let mut b = Browser {
         addr: server.addr,
         cookie: None,

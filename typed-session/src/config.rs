@@ -87,7 +87,8 @@ fn feature_of(driver: &str) -> &'static str {
 fn compiled_in(driver: &str) -> bool {
     match driver {
         "memory" => cfg!(feature = "memory-store"),
-        // The file, Redis and encrypted-cookie backends are not built yet:
+        "file" => cfg!(feature = "file-store"),
+        // The Redis and encrypted-cookie backends are not built yet:
         // their settings are accepted so that configurations can name them,
         // and building a layer for them says which feature they need.
         _ => false,

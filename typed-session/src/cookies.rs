@@ -184,12 +184,13 @@ impl CookieSettings {
     }
 
     /// The `Set-Cookie` header for `out`.
-    pub(crate) fn header(&self, out: &CookieOut) -> Option<HeaderValue> {
+    pub(crate) fn header(&self, out: CookieOut) -> Option<HeaderValue> {
         let prefixed = self.host_prefixed();
-        let value = match out {
-            CookieOut::Set { value, .. } => value.clone(),
-            CookieOut::Remove => String::new(),
+        let (value, max_age) = match out {
+            CookieOut::Set { value, max_age } => (value, max_age),
+            CookieOut::Remove => (String::new(), None),
         };
+        let removal = value.is_empty();
         let mut builder = cookie::Cookie::build((self.full_name.clone(), value))
             .path(if prefixed { "/" } else { self.path.as_str() }.to_owned())
             .http_only(self.http_only)
@@ -202,19 +203,13 @@ impl CookieSettings {
         if let (Some(domain), false) = (&self.domain, prefixed) {
             builder = builder.domain(domain.clone());
         }
-        match out {
-            CookieOut::Remove => {
-                builder = builder
-                    .max_age(cookie::time::Duration::ZERO)
-                    .expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
-            }
-            CookieOut::Set {
-                max_age: Some(age), ..
-            } => {
-                let secs = clamp_cookie_lifetime(*age).as_secs();
-                builder = builder.max_age(cookie::time::Duration::seconds(secs as i64));
-            }
-            CookieOut::Set { max_age: None, .. } => {}
+        if removal {
+            builder = builder
+                .max_age(cookie::time::Duration::ZERO)
+                .expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        } else if let Some(age) = max_age {
+            let secs = clamp_cookie_lifetime(age).as_secs();
+            builder = builder.max_age(cookie::time::Duration::seconds(secs as i64));
         }
         match HeaderValue::from_str(&builder.build().to_string()) {
             Ok(v) => Some(v),
@@ -323,7 +318,7 @@ mod tests {
             value: "v".into(),
             max_age: Some(Duration::MAX),
         };
-        let header = s.header(&out).map(|h| h.to_str().map(str::to_owned));
+        let header = s.header(out).map(|h| h.to_str().map(str::to_owned));
         let text = match header {
             Some(Ok(text)) => text,
             other => panic!("{other:?}"),

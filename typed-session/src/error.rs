@@ -371,6 +371,15 @@ pub enum ConfigError {
     /// The driver's store is not compiled in.
     #[error("session driver `{0}` needs the `{1}` feature of typed-session")]
     DriverUnavailable(&'static str, &'static str),
+    /// The configured store cannot be used (for the file store: the
+    /// directory cannot be created or written).
+    #[error("session store `{driver}` cannot start: {reason}")]
+    StoreUnavailable {
+        /// The driver.
+        driver: &'static str,
+        /// What failed, with its cause.
+        reason: String,
+    },
     /// A variable of a backend that is not compiled in.
     #[error(
         "environment variable {name} configures the `{driver}` session driver, which needs the `{feature}` feature of typed-session"

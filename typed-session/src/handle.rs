@@ -114,7 +114,11 @@ impl<S: SessionSchema> TypedSession<S> {
 
     /// Gives the session a new id, keeping its data and its absolute
     /// lifetime; the old id stops working. Call it when privileges change,
-    /// against session fixation. Takes effect when the session is saved.
+    /// against session fixation. Takes effect when the session is saved, as
+    /// one store operation: if the session ended meanwhile (a logout in
+    /// another request, an admin's delete), the save fails with
+    /// [`Error::Destroyed`] (`409 session ended`) and nothing comes back
+    /// under a new id. The same holds for every `regenerate*` method.
     pub fn regenerate(&self) {
         let mut st = self.core().lock();
         if st.action != Action::Destroy {
@@ -233,7 +237,9 @@ impl<S: SessionSchema> TypedSession<S> {
     }
 
     /// Saves now instead of when the response is sent, so the handler sees
-    /// a store error. The response still carries the cookie.
+    /// a store error. The response still carries the cookie. After
+    /// [`Error::Destroyed`] (the session ended in another request) the
+    /// session is empty: later writes start a new anonymous session.
     pub async fn save(&self) -> Result<(), Error> {
         self.core().commit().await
     }

@@ -61,6 +61,11 @@ impl SessionId {
         URL_SAFE_NO_PAD.encode(self.0)
     }
 
+    /// Appends the cookie value of this id to `out`.
+    pub(crate) fn expose_into(&self, out: &mut String) {
+        URL_SAFE_NO_PAD.encode_string(self.0, out);
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8; ID_BYTES] {
         &self.0
     }

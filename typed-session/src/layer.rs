@@ -18,7 +18,7 @@ use tower_service::Service;
 use crate::backend::Backend;
 use crate::backend::server::ServerSide;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{SessionConfig, StoreConfig};
+use crate::config::SessionConfig;
 use crate::cookies::{SameSite, check_cookie_name};
 use crate::error::{ConfigError, Error, describe_for_log};
 use crate::expiry::Policy;
@@ -125,10 +125,23 @@ impl SessionLayer {
         config.validate()?;
         match &config.store {
             #[cfg(feature = "memory-store")]
-            StoreConfig::Memory(m) => Self::from_config_with_store(
+            crate::config::StoreConfig::Memory(m) => Self::from_config_with_store(
                 config,
                 crate::store::MemoryStore::with_capacity(m.capacity).with_max_bytes(m.max_bytes),
             ),
+            #[cfg(feature = "file-store")]
+            crate::config::StoreConfig::File(f) => {
+                let store = crate::store::FileStore::open_with(
+                    &f.path,
+                    f.max_record_bytes,
+                    Some(Duration::from_secs(f.sweep_interval_secs.max(1))),
+                )
+                .map_err(|e| ConfigError::StoreUnavailable {
+                    driver: "file",
+                    reason: crate::error::error_chain(&e),
+                })?;
+                Self::from_config_with_store(config, store)
+            }
             other => Err(ConfigError::DriverUnavailable(
                 other.driver(),
                 other.feature(),
@@ -364,7 +377,7 @@ where
             let headers = response.headers_mut();
             let mut sets_cookie = false;
             if let Some(out) = finish.cookie
-                && let Some(value) = runtime.cookie.header(&out)
+                && let Some(value) = runtime.cookie.header(out)
             {
                 headers.append(SET_COOKIE, value);
                 sets_cookie = true;

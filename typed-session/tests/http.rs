@@ -13,6 +13,11 @@ use typed_session::store::{MemoryStore, Record, SaveOutcome, SessionStore};
 use typed_session::{SessionKey, SessionLayer, SessionSchema, StoreError, TypedSession};
 
 http_suite!(memory, Stored::new(MemoryStore::new(), MemoryStore::len));
+#[cfg(feature = "file-store")]
+#[path = "common/file.rs"]
+mod file_common;
+#[cfg(feature = "file-store")]
+http_suite!(file, file_common::file_harness());
 
 #[derive(SessionSchema)]
 struct App {
@@ -155,4 +160,34 @@ async fn a_cookieless_flood_of_ten_times_capacity_logs_nobody_out() {
     );
     assert_eq!(signed_in, USERS);
     assert!(store.len() <= CAPACITY);
+}
+
+/// The file store's directory disappears under a running app (unmounted,
+/// deleted): requests that need the session get 503, never an anonymous
+/// session that would lose what was acknowledged; when it is back, the app
+/// serves again without a restart.
+#[cfg(feature = "file-store")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_file_store_directory_gives_503_then_recovers() {
+    let h = file_common::file_harness();
+    let dir = h.store.path().to_path_buf();
+    let server = serve(app(SessionLayer::new(h.store.clone()).with_secure(false))).await;
+    let cookie = http_post(server.addr, "/inc", None).await.cookie().unwrap();
+    let aside = dir.with_extension("aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    let res = http_post(server.addr, "/inc", None).await;
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert_eq!(res.body, "session store unavailable");
+    let res = http_post(server.addr, "/inc", Some(&cookie)).await;
+    assert_eq!(res.status, 503, "{}", res.body);
+    let res = http_get(server.addr, "/read", Some(&cookie)).await;
+    assert_eq!(
+        res.status, 503,
+        "a read is not served as an anonymous session"
+    );
+    std::fs::rename(&aside, &dir).unwrap();
+    assert_eq!(
+        http_post(server.addr, "/inc", Some(&cookie)).await.body,
+        "counter=2"
+    );
 }

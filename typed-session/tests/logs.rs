@@ -158,6 +158,12 @@ async fn no_ids_secrets_or_payloads_in_logs() {
         "session id regenerated",
         "session destroyed",
         "no live stored session",
+        // A span per load and per commit, with the backend and the outcome.
+        "span session.load backend=\"MemoryStore\"",
+        "span session.commit backend=\"MemoryStore\" op=\"regenerate\"",
+        "span session.commit backend=\"MemoryStore\" op=\"destroy\"",
+        "record outcome=\"loaded\"",
+        "record outcome=\"ok\"",
     ] {
         assert!(
             joined.contains(expected),

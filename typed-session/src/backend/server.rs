@@ -14,8 +14,10 @@ use crate::id::{ID_COOKIE_LEN, SessionId};
 use crate::keys::KeyRing;
 use crate::store::{ErasedStore, Record, ReplaceOutcome, SaveOutcome, SessionStore};
 
-/// How often a concurrent save re-reads and merges before giving up.
-const MAX_MERGES: usize = 16;
+/// How often a concurrent save re-reads and merges before giving up: enough
+/// for a hundred requests writing one session at once (each retry follows
+/// another request's successful write, so the loop always progresses).
+const MAX_MERGES: usize = 128;
 /// How often a create retries with a fresh id if the id is taken (it never is).
 const MAX_CREATE_TRIES: usize = 3;
 /// Bytes of a cookie tag: a key id, then 15 bytes (120 bits) of HMAC-SHA256.
@@ -129,7 +131,7 @@ impl ServerSide {
 
     pub(crate) fn cookie_value(&self, stored: &Stored) -> String {
         let mut value = String::with_capacity(ID_COOKIE_LEN + 1 + TAG_COOKIE_LEN);
-        value.push_str(&stored.id.expose());
+        stored.id.expose_into(&mut value);
         if let Some(tag) = self.tag(&stored.id) {
             value.push('.');
             URL_SAFE_NO_PAD.encode_string(tag, &mut value);

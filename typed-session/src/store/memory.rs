@@ -294,7 +294,8 @@ impl Inner {
         self.bytes.fetch_sub(old, Ordering::Relaxed);
     }
 
-    /// Inserts an entry whose counts were already added (reserved).
+    /// Inserts an entry whose counts were already added (reserved),
+    /// replacing (and uncounting) any entry under the same key.
     fn insert_reserved(&self, maps: &mut Maps, class: Class, key: Key, entry: Entry) {
         if let Some(old) = maps.map(class).insert(key, entry) {
             self.removed(class, old.cost);
@@ -436,22 +437,32 @@ impl SessionStore for MemoryStore {
         let index = Self::shard_index(key);
         let shard = &self.inner.shards[index];
         let k = Key(*key.as_bytes());
-        let mut maps = write(&shard.maps);
-        self.inner.sweep_sometimes(shard, &mut maps, now);
-        match maps.find(&k) {
-            Some((_, e)) if e.live(now) => return Ok(false),
-            // An expired record under the same key: replaced below.
-            Some(_) => {
-                self.inner.remove(&mut maps, &k);
-            }
-            None => {}
-        }
         let entry = Entry::new(record);
         let class = if entry.record.established {
             Class::Established
         } else {
             Class::Anonymous
         };
+        let mut maps = write(&shard.maps);
+        self.inner.sweep_sometimes(shard, &mut maps, now);
+        let other = match class {
+            Class::Established => Class::Anonymous,
+            Class::Anonymous => Class::Established,
+        };
+        // A live record under the key in either map: refused. An expired
+        // one: replaced.
+        if let Some(e) = maps.map(other).get(&k) {
+            if e.live(now) {
+                return Ok(false);
+            }
+            self.inner.remove(&mut maps, &k);
+        }
+        if let Some(e) = maps.map(class).get(&k) {
+            if e.live(now) {
+                return Ok(false);
+            }
+            self.inner.remove(&mut maps, &k);
+        }
         // An established session (a login on a request without a session)
         // may take the place of an anonymous one like any other new session.
         self.inner.added(class, entry.cost);
@@ -459,7 +470,7 @@ impl SessionStore for MemoryStore {
             self.inner.removed(class, entry.cost);
             return Err(StoreError::new(Full));
         }
-        self.inner.insert_reserved(&mut maps, class, k, entry);
+        maps.map(class).insert(k, entry);
         Ok(true)
     }
 
@@ -472,27 +483,37 @@ impl SessionStore for MemoryStore {
         let now = unix_millis(SystemTime::now());
         let index = Self::shard_index(key);
         let k = Key(*key.as_bytes());
-        let mut maps = write(&self.inner.shards[index].maps);
-        let (class, old_cost) = match maps.find(&k) {
-            Some((class, e)) if e.live(now) => {
-                if e.record.revision != expected {
-                    return Ok(SaveOutcome::Conflict(Some(e.record.clone())));
-                }
-                (class, e.cost)
-            }
-            _ => return Ok(SaveOutcome::Conflict(None)),
-        };
         let entry = Entry::new(record);
-        let growth = entry.cost.saturating_sub(old_cost);
-        if growth > 0 {
-            self.inner.bytes.fetch_add(growth, Ordering::Relaxed);
-            if !self.inner.make_room(&mut [(index, &mut maps)], &k, now) {
-                self.inner.bytes.fetch_sub(growth, Ordering::Relaxed);
-                return Err(StoreError::new(Full));
+        let mut maps = write(&self.inner.shards[index].maps);
+        let mut grows = None;
+        for class in [Class::Established, Class::Anonymous] {
+            let Some(current) = maps.map(class).get_mut(&k) else {
+                continue;
+            };
+            if !current.live(now) {
+                return Ok(SaveOutcome::Conflict(None));
             }
+            if current.record.revision != expected {
+                return Ok(SaveOutcome::Conflict(Some(current.record.clone())));
+            }
+            if entry.cost <= current.cost {
+                // The common case: one probe, no growth.
+                self.inner.resized(current.cost, entry.cost);
+                *current = entry;
+                return Ok(SaveOutcome::Saved);
+            }
+            grows = Some((class, current.cost));
+            break;
         }
-        // The counts hold `old_cost + growth`; make them `entry.cost`.
-        self.inner.resized(old_cost + growth, entry.cost);
+        let Some((class, old_cost)) = grows else {
+            return Ok(SaveOutcome::Conflict(None));
+        };
+        let growth = entry.cost - old_cost;
+        self.inner.bytes.fetch_add(growth, Ordering::Relaxed);
+        if !self.inner.make_room(&mut [(index, &mut maps)], &k, now) {
+            self.inner.bytes.fetch_sub(growth, Ordering::Relaxed);
+            return Err(StoreError::new(Full));
+        }
         if let Some(slot) = maps.map(class).get_mut(&k) {
             *slot = entry;
         }

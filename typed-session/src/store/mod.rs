@@ -87,6 +87,11 @@ use bytes::Bytes;
 use crate::error::StoreError;
 use crate::id::SessionKey;
 
+#[cfg(feature = "file-store")]
+mod file;
+#[cfg(feature = "file-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
+pub use file::FileStore;
 #[cfg(feature = "memory-store")]
 mod memory;
 #[cfg(feature = "memory-store")]

@@ -27,16 +27,66 @@ pub trait Harness: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = bool> + Send;
 }
 
-/// A server-side store and a way to count its live records.
+/// A server-side store and a way to count its live records, with whatever
+/// must live as long as it (a temporary directory).
 #[derive(Clone)]
 pub struct Stored<T> {
     pub store: T,
     pub count: fn(&T) -> usize,
+    guard: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<T: SessionStore + Clone> Stored<T> {
     pub fn new(store: T, count: fn(&T) -> usize) -> Self {
-        Stored { store, count }
+        Stored {
+            store,
+            count,
+            guard: None,
+        }
+    }
+
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.guard = Some(std::sync::Arc::new(guard));
+        self
+    }
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let mut bytes = [0u8; 8];
+        for b in &mut bytes {
+            *b = rand_byte();
+        }
+        let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let path =
+            std::env::temp_dir().join(format!("typed-session-{tag}-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+fn rand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish() as u8
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

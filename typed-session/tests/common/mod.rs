@@ -188,7 +188,7 @@ macro_rules! http_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
-                common::http_suite::$test($harness).await;
+                $crate::common::http_suite::$test($harness).await;
             }
         )*
     };

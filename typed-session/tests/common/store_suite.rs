@@ -204,20 +204,23 @@ pub async fn replace(store: impl SessionStore) {
 /// `store_suite!(memory, MemoryStore::new());`
 #[macro_export]
 macro_rules! store_suite {
-    ($name:ident, $store:expr) => {
+    ($name:ident, $(let $var:ident = $init:expr;)* $store:expr) => {
         mod $name {
             use super::*;
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn basics() {
-                common::store_suite::basics($store).await;
+                $(let $var = $init;)*
+                $crate::common::store_suite::basics($store).await;
             }
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn touch() {
-                common::store_suite::touch($store).await;
+                $(let $var = $init;)*
+                $crate::common::store_suite::touch($store).await;
             }
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn replace() {
-                common::store_suite::replace($store).await;
+                $(let $var = $init;)*
+                $crate::common::store_suite::replace($store).await;
             }
         }
     };
