@@ -191,3 +191,56 @@ async fn a_missing_file_store_directory_gives_503_then_recovers() {
         "counter=2"
     );
 }
+
+/// Makes `dir` refuse new files, even to root: permissions first, then the
+/// immutable attribute (`chattr +i`) where permissions do not bind (root).
+#[cfg(feature = "file-store")]
+fn make_read_only(dir: &std::path::Path, on: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    if !on {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(dir)
+            .status();
+    }
+    let mode = if on { 0o500 } else { 0o700 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    let probe = dir.join("probe-writable");
+    if on && std::fs::write(&probe, b"").is_ok() {
+        std::fs::remove_file(&probe).unwrap();
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot make {} read-only (chattr +i failed)",
+            dir.display()
+        );
+        assert!(std::fs::write(&probe, b"").is_err(), "still writable");
+    }
+}
+
+/// A read-only session directory: writes get 503 (nothing acknowledged),
+/// reads of existing sessions still work, and the app recovers without a
+/// restart once the directory is writable again.
+#[cfg(feature = "file-store")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_file_store_directory_gives_503_then_recovers() {
+    let h = file_common::file_harness();
+    let dir = h.store.path().to_path_buf();
+    let server = serve(app(SessionLayer::new(h.store.clone()).with_secure(false))).await;
+    let cookie = http_post(server.addr, "/inc", None).await.cookie().unwrap();
+    make_read_only(&dir, true);
+    let new = http_post(server.addr, "/inc", None).await;
+    let write = http_post(server.addr, "/inc", Some(&cookie)).await;
+    let read = http_get(server.addr, "/read", Some(&cookie)).await;
+    make_read_only(&dir, false);
+    assert_eq!(new.status, 503, "{}", new.body);
+    assert_eq!(write.status, 503, "{}", write.body);
+    assert_eq!(read.body, "user=None counter=1", "reads still work");
+    assert_eq!(
+        http_post(server.addr, "/inc", Some(&cookie)).await.body,
+        "counter=2"
+    );
+}

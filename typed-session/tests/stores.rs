@@ -538,4 +538,152 @@ mod file {
         assert_eq!(got.revision, 2 * ROUNDS + 1);
         assert_eq!(parent_won + child_won, 100, "each key created exactly once");
     }
+
+    #[tokio::test]
+    async fn records_survive_a_store_reopen() {
+        let dir = TempDir::new("file-reopen");
+        {
+            let store = open(&dir);
+            assert!(
+                store
+                    .create(&key(7), record("kept", 1, HOUR))
+                    .await
+                    .unwrap()
+            );
+        }
+        let again = open(&dir);
+        let got = again.load(&key(7)).await.unwrap().unwrap();
+        assert_eq!((&got.data[..], got.revision), (&b"kept"[..], 1));
+    }
+
+    const BURST_DIR: &str = "TYPED_SESSION_FILE_BURST_DIR";
+
+    /// The child of `a_killed_writer_loses_nothing_acknowledged`: writes
+    /// records as fast as it can and prints each one's number once its
+    /// write returned, until it is killed.
+    #[test]
+    fn file_store_burst_child() {
+        let Some(dir) = std::env::var_os(BURST_DIR) else {
+            return;
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = FileStore::open_with(&dir, 1 << 20, None).unwrap();
+            for n in 0u32.. {
+                let k = burst_key(n);
+                let body = burst_body(n);
+                if n % 2 == 0 {
+                    assert!(
+                        store
+                            .create(
+                                &k,
+                                Record::new(body.into_bytes(), 1, SystemTime::now() + HOUR)
+                            )
+                            .await
+                            .unwrap()
+                    );
+                } else {
+                    // Odd records are created, then rewritten (a save), so
+                    // the kill can land in either kind of write.
+                    assert!(store.create(&k, record("first", 1, HOUR)).await.unwrap());
+                    let saved = store
+                        .save(
+                            &k,
+                            Record::new(body.into_bytes(), 2, SystemTime::now() + HOUR),
+                            1,
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(saved, SaveOutcome::Saved);
+                }
+                println!("ACK {n}");
+            }
+        });
+    }
+
+    fn burst_key(n: u32) -> SessionKey {
+        let mut bytes = [7u8; 32];
+        bytes[..4].copy_from_slice(&n.to_le_bytes());
+        SessionKey::from_bytes(bytes)
+    }
+
+    fn burst_body(n: u32) -> String {
+        format!(
+            "{{\"n\":{n},\"pad\":\"{}\"}}",
+            "z".repeat(n as usize % 2000)
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_writer_loses_nothing_acknowledged() {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let dir = TempDir::new("file-kill");
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "file::file_store_burst_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(BURST_DIR, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut acked = Vec::new();
+        // Kill it in the middle of its burst: after 300 acknowledged writes.
+        while let Some(line) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            if let Some(n) = line.strip_prefix("ACK ") {
+                acked.push(n.trim().parse::<u32>().unwrap());
+                if acked.len() == 300 {
+                    child.start_kill().unwrap();
+                    break;
+                }
+            }
+        }
+        child.wait().await.unwrap();
+        let store = open(&dir);
+        for &n in &acked {
+            let got = store.load(&burst_key(n)).await.unwrap();
+            let got = got.unwrap_or_else(|| panic!("acknowledged record {n} lost"));
+            assert_eq!(
+                std::str::from_utf8(&got.data).unwrap(),
+                burst_body(n),
+                "record {n} intact"
+            );
+        }
+        // Every record file in the directory is whole: it loads, and its
+        // body is one of the two bodies its writer ever wrote.
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let Some(k) = SessionKey::from_hex(&name) else {
+                continue;
+            };
+            files += 1;
+            let n = u32::from_le_bytes(k.as_bytes()[..4].try_into().unwrap());
+            let got = store
+                .load(&k)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("torn or unreadable record {n}"));
+            let body = std::str::from_utf8(&got.data).unwrap().to_owned();
+            assert!(
+                body == burst_body(n) || body == "first",
+                "record {n} torn: {body:.40}"
+            );
+        }
+        println!(
+            "killed writer: {} writes acknowledged, {files} record files, all intact",
+            acked.len()
+        );
+        assert!(files >= acked.len());
+        // What the kill left half-written is swept, never read.
+        store.sweep().unwrap();
+    }
 }
