@@ -686,4 +686,37 @@ mod file {
         // What the kill left half-written is swept, never read.
         store.sweep().unwrap();
     }
+
+    /// Each store keeps what it read or wrote, checked against the file on
+    /// every load: another store (another process) on the same directory
+    /// writing, touching or deleting is seen at once.
+    #[tokio::test]
+    async fn a_cached_record_is_never_stale() {
+        let dir = TempDir::new("file-cache");
+        let (a, b) = (open(&dir), open(&dir));
+        let k = key(8);
+        assert!(a.create(&k, record("v1", 1, HOUR)).await.unwrap());
+        assert_eq!(&a.load(&k).await.unwrap().unwrap().data[..], b"v1");
+        assert_eq!(
+            b.save(&k, record("v2", 2, HOUR), 1).await.unwrap(),
+            SaveOutcome::Saved
+        );
+        let got = a.load(&k).await.unwrap().unwrap();
+        assert_eq!(
+            (&got.data[..], got.revision),
+            (&b"v2"[..], 2),
+            "a sees b's write"
+        );
+        let later = SystemTime::now() + 5 * HOUR;
+        assert!(b.touch(&k, later).await.unwrap());
+        let seen = a.load(&k).await.unwrap().unwrap().expires_at;
+        assert!(seen > SystemTime::now() + 4 * HOUR, "a sees b's touch");
+        b.delete(&k).await.unwrap();
+        assert_eq!(a.load(&k).await.unwrap(), None, "a sees b's delete");
+        assert_eq!(
+            a.save(&k, record("v3", 3, HOUR), 2).await.unwrap(),
+            SaveOutcome::Conflict(None),
+            "and cannot write it back"
+        );
+    }
 }

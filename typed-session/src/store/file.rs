@@ -1,11 +1,12 @@
 //! [`FileStore`]: sessions in files on the local disk, crash-safe and
 //! correct across processes sharing one directory.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use super::{Record, ReplaceOutcome, SaveOutcome, SessionStore};
@@ -47,6 +48,9 @@ const SWEEP_BUDGET: usize = 10_000;
 ///   entries a pass, off the request path.
 /// * Bounded reads: a record file larger than the limit (1 MiB by default)
 ///   is refused (logged at `warn`, served as no session), never read.
+/// * A load reads its file on the calling thread (a small file, normally in
+///   the page cache); every write runs on Tokio's blocking pool, since it
+///   waits for two fsyncs.
 /// * Errors (a missing, unwritable or full directory) are [`StoreError`]s
 ///   with their cause: requests get `503`, never a lost session.
 ///
@@ -67,6 +71,66 @@ pub struct FileStore {
 struct Inner {
     dir: PathBuf,
     max_record_bytes: u64,
+    /// Records this process read or wrote, each with the identity of the
+    /// file it came from; a load that finds the file unchanged (same inode,
+    /// size and time, one `stat`) uses it instead of reading and parsing.
+    cache: Box<[Mutex<HashMap<SessionKey, Cached>>]>,
+}
+
+/// Cache shards, and entries per shard (4,096 x 16: 65,536 records).
+const CACHE_SHARDS: usize = 16;
+const CACHE_PER_SHARD: usize = 4096;
+
+/// What identifies one version of a record file: a write renames a new
+/// file in (a new inode), a touch changes the time.
+///
+/// Inodes are reused as soon as they are freed, so the inode alone could
+/// name an older version (another process's write, then ours, then theirs
+/// again); the modification time of every write therefore carries random
+/// nanoseconds below the millisecond the expiry needs, and the change time
+/// is compared too. A load that is stale anyway can only see an older live
+/// version: every write re-reads the file under its lock, never the cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Version {
+    inode: u64,
+    changed: (i64, i64),
+    len: u64,
+    modified: SystemTime,
+}
+
+impl Version {
+    fn of(meta: &fs::Metadata) -> io::Result<Self> {
+        #[cfg(unix)]
+        let (inode, changed) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ino(), (meta.ctime(), meta.ctime_nsec()))
+        };
+        // Elsewhere no inode: the size and time still change with every write.
+        #[cfg(not(unix))]
+        let (inode, changed) = (0, (0, 0));
+        Ok(Version {
+            inode,
+            changed,
+            len: meta.len(),
+            modified: meta.modified()?,
+        })
+    }
+}
+
+/// `t` to the millisecond, plus random nanoseconds below it: a file time
+/// that differs between any two writes (see [`Version`]).
+fn stamp(t: SystemTime) -> SystemTime {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let ms = Duration::from_millis(since.as_millis().min(u128::from(u64::MAX)) as u64);
+    let nanos = rand::Rng::random_range(&mut rand::rng(), 0..1_000_000u32);
+    SystemTime::UNIX_EPOCH
+        .checked_add(ms + Duration::from_nanos(u64::from(nanos)))
+        .unwrap_or(t)
+}
+
+struct Cached {
+    version: Version,
+    record: Record,
 }
 
 impl fmt::Debug for FileStore {
@@ -128,6 +192,7 @@ impl FileStore {
             inner: Arc::new(Inner {
                 dir,
                 max_record_bytes: max_record_bytes as u64,
+                cache: (0..CACHE_SHARDS).map(|_| Mutex::default()).collect(),
             }),
         };
         if let (Some(every), Ok(handle)) = (sweep_every, tokio::runtime::Handle::try_current()) {
@@ -202,8 +267,8 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to a new file at `path` (`0600`), with its modification
-/// time set to `mtime`, and syncs it.
-fn write_private(path: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Result<()> {
+/// time set to `mtime`, syncs it, and says which version it wrote.
+fn write_private(path: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Result<Version> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -213,7 +278,8 @@ fn write_private(path: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Re
     if let Some(t) = mtime {
         file.set_modified(t)?;
     }
-    file.sync_all()
+    file.sync_all()?;
+    Version::of(&file.metadata()?)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -260,12 +326,44 @@ impl Inner {
         stripes.into_iter().map(|s| self.lock_stripe(s)).collect()
     }
 
-    /// The live record under `key`, if any.
-    fn read(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+    fn cache_shard(
+        &self,
+        key: &SessionKey,
+    ) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Cached>> {
+        self.cache[usize::from(key.as_bytes()[1]) % CACHE_SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember(&self, key: &SessionKey, version: Version, record: &Record) {
+        let mut shard = self.cache_shard(key);
+        if shard.len() >= CACHE_PER_SHARD && !shard.contains_key(key) {
+            // Full: forget one (keys are hashes, so the first is arbitrary).
+            if let Some(victim) = shard.keys().next().copied() {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(
+            *key,
+            Cached {
+                version,
+                record: record.clone(),
+            },
+        );
+    }
+
+    fn forget(&self, key: &SessionKey) {
+        self.cache_shard(key).remove(key);
+    }
+
+    /// The live record under `key`, if any. `cached`: a load may use the
+    /// cache; a write's check under its lock (`false`) reads the file.
+    fn read(&self, key: &SessionKey, cached: bool) -> Result<Option<Record>, StoreError> {
         let path = self.record_path(key);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(key);
                 // No such record, unless the directory itself is gone
                 // (unmounted, deleted): that is an outage, not "no session".
                 return match fs::metadata(&self.dir) {
@@ -273,11 +371,29 @@ impl Inner {
                     Err(e) => Err(failed("open directory", &self.dir)(e)),
                 };
             }
+            Err(e) => return Err(failed("stat", &path)(e)),
+        };
+        let version = Version::of(&meta).map_err(failed("stat", &path))?;
+        if version.modified <= SystemTime::now() {
+            return Ok(None);
+        }
+        if cached
+            && let Some(hit) = self.cache_shard(key).get(key)
+            && hit.version == version
+        {
+            return Ok(Some(hit.record.clone()));
+        }
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            // Removed since the stat.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(failed("open", &path)(e)),
         };
+        // The version of the file actually opened (a write may have renamed
+        // a new one in since the stat).
         let meta = file.metadata().map_err(failed("stat", &path))?;
-        let expires_at = meta.modified().map_err(failed("stat", &path))?;
-        if expires_at <= SystemTime::now() {
+        let version = Version::of(&meta).map_err(failed("stat", &path))?;
+        if version.modified <= SystemTime::now() {
             return Ok(None);
         }
         let limit = self.max_record_bytes + HEADER_BYTES as u64;
@@ -288,12 +404,11 @@ impl Inner {
             );
             return Ok(None);
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        // `take` bounds the read even if the file grew since the stat.
-        (&mut file)
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(failed("read", &path))?;
+        // Record files are never changed in place (a write renames a new
+        // file over them), so the size just read is the size to read: one
+        // `read` for the whole record, no second one to see the end.
+        let mut bytes = vec![0u8; meta.len() as usize];
+        file.read_exact(&mut bytes).map_err(failed("read", &path))?;
         if bytes.len() < HEADER_BYTES || &bytes[..4] != MAGIC {
             tracing::warn!(
                 "file session store found a record file it did not write; serving it as no session"
@@ -303,11 +418,9 @@ impl Inner {
         let mut revision = [0u8; 8];
         revision.copy_from_slice(&bytes[4..HEADER_BYTES]);
         bytes.drain(..HEADER_BYTES);
-        Ok(Some(Record::new(
-            bytes,
-            u64::from_le_bytes(revision),
-            expires_at,
-        )))
+        let record = Record::new(bytes, u64::from_le_bytes(revision), version.modified);
+        self.remember(key, version, &record);
+        Ok(Some(record))
     }
 
     /// Replaces (or creates) the record file atomically.
@@ -318,16 +431,24 @@ impl Inner {
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&record.revision.to_le_bytes());
         bytes.extend_from_slice(&record.data);
-        let written = write_private(&tmp, &bytes, Some(record.expires_at))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(failed("write", &path)(e));
-        }
-        sync_dir(&self.dir).map_err(failed("sync", &self.dir))
+        let written = write_private(&tmp, &bytes, Some(stamp(record.expires_at)))
+            .and_then(|version| fs::rename(&tmp, &path).map(|()| version));
+        let version = match written {
+            Ok(version) => version,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                self.forget(key);
+                return Err(failed("write", &path)(e));
+            }
+        };
+        sync_dir(&self.dir).map_err(failed("sync", &self.dir))?;
+        // Kept with the runtime's decoded copy, if it attached one.
+        self.remember(key, version, record);
+        Ok(())
     }
 
     fn remove(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.forget(key);
         let path = self.record_path(key);
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(&self.dir).map_err(failed("sync", &self.dir)),
@@ -382,18 +503,27 @@ impl Inner {
 }
 
 impl SessionStore for FileStore {
+    fn keeps_typed_copies(&self, _: super::Sealed) -> bool {
+        // Records written by this process are cached with the runtime's
+        // decoded copy, so loading them skips the parse.
+        true
+    }
+
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let key = *key;
         // No lock: a rename replaces the file atomically, and the open
-        // handle reads one version.
-        self.run(move |s| s.read(&key)).await
+        // handle reads one version. Read on the calling thread, not through
+        // the blocking pool: a session file is a few hundred bytes, almost
+        // always in the page cache (open, stat, one read, close: a few
+        // microseconds), while a hand-off to the pool and back costs more
+        // than the read itself. Writes, which fsync, go to the pool.
+        self.inner.read(key, true)
     }
 
     async fn create(&self, key: &SessionKey, record: Record) -> Result<bool, StoreError> {
         let key = *key;
         self.run(move |s| {
             let _held = s.lock(&[&key])?;
-            if s.read(&key)?.is_some() {
+            if s.read(&key, false)?.is_some() {
                 return Ok(false);
             }
             s.write(&key, &record)?;
@@ -411,7 +541,7 @@ impl SessionStore for FileStore {
         let key = *key;
         self.run(move |s| {
             let _held = s.lock(&[&key])?;
-            match s.read(&key)? {
+            match s.read(&key, false)? {
                 Some(current) if current.revision == expected => {
                     s.write(&key, &record)?;
                     Ok(SaveOutcome::Saved)
@@ -441,12 +571,11 @@ impl SessionStore for FileStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
                 Err(e) => return Err(failed("open", &path)(e)),
             };
-            let live = file
+            let before = file
                 .metadata()
-                .and_then(|m| m.modified())
-                .map_err(failed("stat", &path))?
-                > SystemTime::now();
-            if !live {
+                .and_then(|m| Version::of(&m))
+                .map_err(failed("stat", &path))?;
+            if before.modified <= SystemTime::now() {
                 return Ok(false);
             }
             // The expiry is the file's time: nothing else is rewritten.
@@ -467,11 +596,11 @@ impl SessionStore for FileStore {
         let (old, new) = (*old, *new);
         self.run(move |s| {
             let _held = s.lock(&[&old, &new])?;
-            match s.read(&old)? {
+            match s.read(&old, false)? {
                 Some(current) if current.revision == expected => {}
                 current => return Ok(ReplaceOutcome::Conflict(current)),
             }
-            if s.read(&new)?.is_some() {
+            if s.read(&new, false)?.is_some() {
                 return Ok(ReplaceOutcome::KeyTaken);
             }
             s.write(&new, &record)?;
