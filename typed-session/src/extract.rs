@@ -23,11 +23,16 @@ pub(crate) struct RequestContext {
 
 /// Type-erased access for the layer, which does not know `S`.
 pub(crate) trait ErasedSession: Send + Sync + 'static {
+    /// The response's part when nothing is to be written; no future, no allocation.
+    fn finish_unchanged(&self) -> Option<Finish>;
     fn finish(&self) -> BoxFuture<'_, Finish>;
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
 impl<S: SessionSchema> ErasedSession for Core<S> {
+    fn finish_unchanged(&self) -> Option<Finish> {
+        Core::finish_unchanged(self)
+    }
     fn finish(&self) -> BoxFuture<'_, Finish> {
         Box::pin(Core::finish(self))
     }

@@ -366,7 +366,10 @@ where
             let Some(session) = taken else {
                 return Ok(response.map(Body::new));
             };
-            let finish = session.erased.finish().await;
+            let finish = match session.erased.finish_unchanged() {
+                Some(finish) => finish,
+                None => session.erased.finish().await,
+            };
             let mut response = match finish.result {
                 Ok(()) => response.map(Body::new),
                 Err(err) => {

@@ -68,9 +68,14 @@ impl<S: SessionSchema> Core<S> {
             backend = rt.backend.name(),
             outcome = tracing::field::Empty
         );
-        let result = Self::load_in_span(rt, cookie)
-            .instrument(span.clone())
-            .await;
+        // Without a subscriber that wants the span, no span work at all
+        // (entering, recording, forwarding to `log`) on the hot path.
+        if span.is_disabled() {
+            return Self::load_in_span(rt, cookie).await;
+        }
+        // Boxed, so that the span does not grow the future of every request
+        // that runs without one.
+        let result = Box::pin(Self::load_in_span(rt, cookie).instrument(span.clone())).await;
         span.record(
             "outcome",
             match &result {
@@ -255,11 +260,7 @@ impl<S: SessionSchema> Core<S> {
         let (op, pending) = {
             let mut st = self.lock();
             // Nothing to write (the common read): no clock read, no span.
-            let idle_due = st.stored.as_ref().is_some_and(|s| {
-                rt.policy
-                    .needs_touch(st.header.created, s.expires_at, st.loaded_at)
-            });
-            if st.changed == 0 && st.action == Action::None && !st.expiry_changed && !idle_due {
+            if !Self::must_write(&st, &rt) {
                 return Ok(());
             }
             match self.plan(&mut st, &rt) {
@@ -276,18 +277,21 @@ impl<S: SessionSchema> Core<S> {
             op = op.name(),
             outcome = tracing::field::Empty
         );
-        let result = self
-            .execute(&rt, op, pending.mask)
-            .instrument(span.clone())
-            .await;
-        span.record(
-            "outcome",
-            match &result {
-                Ok(()) => "ok",
-                Err(Error::Destroyed) => "session ended",
-                Err(_) => "failed",
-            },
-        );
+        let result = if span.is_disabled() {
+            self.execute(&rt, op, pending.mask).await
+        } else {
+            let result =
+                Box::pin(self.execute(&rt, op, pending.mask).instrument(span.clone())).await;
+            span.record(
+                "outcome",
+                match &result {
+                    Ok(()) => "ok",
+                    Err(Error::Destroyed) => "session ended",
+                    Err(_) => "failed",
+                },
+            );
+            result
+        };
         match &result {
             // The session is gone: nothing is put back (a retry must not
             // bring the old data back under a new id).
@@ -331,7 +335,7 @@ impl<S: SessionSchema> Core<S> {
         match op {
             Op::Nothing => Ok(()),
             Op::Create(payload, header) => {
-                let stored = rt.backend.create(payload).await?;
+                let stored = Box::pin(rt.backend.create(payload)).await?;
                 let mut st = self.lock();
                 st.stored = Some(stored);
                 st.header = header;
@@ -340,7 +344,7 @@ impl<S: SessionSchema> Core<S> {
                 Ok(())
             }
             Op::Save(stored, payload, header) => {
-                match rt.backend.save(&stored, payload, merge).await? {
+                match Box::pin(rt.backend.save(&stored, payload, merge)).await? {
                     Written::Done(stored) => {
                         let mut st = self.lock();
                         st.stored = Some(stored);
@@ -375,7 +379,10 @@ impl<S: SessionSchema> Core<S> {
                 Ok(())
             }
             Op::Regenerate(stored, payload, header) => {
-                match rt.backend.regenerate(&stored, payload, merge).await? {
+                // Boxed: logins and logouts are rare next to reads and
+                // writes, and their futures are the largest; inline they
+                // would grow every request's commit future.
+                match Box::pin(rt.backend.regenerate(&stored, payload, merge)).await? {
                     Written::Done(stored) => {
                         let mut st = self.lock();
                         st.stored = Some(stored);
@@ -388,14 +395,14 @@ impl<S: SessionSchema> Core<S> {
                 }
             }
             Op::Destroy(stored, after) => {
-                rt.backend.destroy(&stored).await?;
+                Box::pin(rt.backend.destroy(&stored)).await?;
                 {
                     let mut st = self.lock();
                     st.stored = None;
                     st.cookie = CookieChange::Remove;
                 }
                 if let Some((payload, header)) = after {
-                    let stored = rt.backend.create(payload).await?;
+                    let stored = Box::pin(rt.backend.create(payload)).await?;
                     let mut st = self.lock();
                     st.stored = Some(stored);
                     st.header = header;
@@ -406,9 +413,34 @@ impl<S: SessionSchema> Core<S> {
         }
     }
 
+    /// Whether a commit has anything to write: changes, a lifecycle call,
+    /// or an idle deadline due for a refresh.
+    fn must_write(st: &State<S>, rt: &Runtime) -> bool {
+        let idle_due = st.stored.as_ref().is_some_and(|s| {
+            rt.policy
+                .needs_touch(st.header.created, s.expires_at, st.loaded_at)
+        });
+        st.changed != 0 || st.action != Action::None || st.expiry_changed || idle_due
+    }
+
+    /// What the response gets when the commit has nothing to write (the
+    /// common read), without a future: `None` when there is a write to do,
+    /// and [`finish`](Self::finish) must run.
+    pub(crate) fn finish_unchanged(&self) -> Option<Finish> {
+        let rt = self.runtime()?;
+        if self.poisoned() || Self::must_write(&self.lock(), rt) {
+            return None;
+        }
+        Some(self.response_cookie(Ok(())))
+    }
+
     /// Commits, then says what the response's cookie must be.
     pub(crate) async fn finish(&self) -> Finish {
         let result = self.commit().await;
+        self.response_cookie(result)
+    }
+
+    fn response_cookie(&self, result: Result<(), Error>) -> Finish {
         let Some(rt) = self.runtime() else {
             return Finish {
                 result,
