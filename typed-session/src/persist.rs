@@ -308,6 +308,16 @@ impl<S: SessionSchema> Core<S> {
         result
     }
 
+    /// A new identity was persisted (created or regenerated): the response
+    /// sends its cookie, and its lifetime is the one just written.
+    fn adopt(&self, stored: Stored, header: Header) {
+        let mut st = self.lock();
+        st.stored = Some(stored);
+        st.header = header;
+        st.cookie = CookieChange::Set;
+        st.restart_lifetime = false;
+    }
+
     /// The session ended under this request: forget its data so that nothing
     /// from it is written under a new id, and tell the browser.
     fn ended(&self) -> Error {
@@ -336,11 +346,7 @@ impl<S: SessionSchema> Core<S> {
             Op::Nothing => Ok(()),
             Op::Create(payload, header) => {
                 let stored = Box::pin(rt.backend.create(payload)).await?;
-                let mut st = self.lock();
-                st.stored = Some(stored);
-                st.header = header;
-                st.cookie = CookieChange::Set;
-                st.restart_lifetime = false;
+                self.adopt(stored, header);
                 Ok(())
             }
             Op::Save(stored, payload, header) => {
@@ -384,11 +390,7 @@ impl<S: SessionSchema> Core<S> {
                 // would grow every request's commit future.
                 match Box::pin(rt.backend.regenerate(&stored, payload, merge)).await? {
                     Written::Done(stored) => {
-                        let mut st = self.lock();
-                        st.stored = Some(stored);
-                        st.header = header;
-                        st.cookie = CookieChange::Set;
-                        st.restart_lifetime = false;
+                        self.adopt(stored, header);
                         Ok(())
                     }
                     Written::Gone => Err(self.ended()),
@@ -403,10 +405,7 @@ impl<S: SessionSchema> Core<S> {
                 }
                 if let Some((payload, header)) = after {
                     let stored = Box::pin(rt.backend.create(payload)).await?;
-                    let mut st = self.lock();
-                    st.stored = Some(stored);
-                    st.header = header;
-                    st.cookie = CookieChange::Set;
+                    self.adopt(stored, header);
                 }
                 Ok(())
             }
