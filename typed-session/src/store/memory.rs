@@ -25,7 +25,9 @@ const ENTRY_OVERHEAD: usize = 128;
 
 /// Sessions kept in this process's memory: for one process, development,
 /// tests and small deployments. Sessions do not survive a restart and are
-/// not shared between instances; use a persistent store for those.
+/// not shared between instances: for that, use a persistent store
+/// ([`FileStore`](crate::store) with the `file-store` feature, for
+/// processes on one machine).
 ///
 /// * Sharded (64 locks), so concurrent requests on different sessions rarely
 ///   contend; one load is a read lock and two reference-count increments, no copy.
