@@ -1,5 +1,5 @@
 //! The load-test server of the team's HTTP load harness (routes: `/login`,
-//! `/profile`, `/cart`, `/healthz`): `PORT=3101 bench_server --store memory|file`.
+//! `/profile`, `/cart`, `/healthz`): `PORT=3101 bench_server --store memory|file|redis` (`REDIS_URL` for redis).
 
 use std::process::ExitCode;
 
@@ -7,7 +7,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use typed_session::store::{FileStore, MemoryStore};
+use typed_session::store::{FileStore, MemoryStore, RedisStore};
 use typed_session::{SessionLayer, SessionSchema, SessionView, TypedSession};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -110,8 +110,19 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        "redis" => {
+            let url =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+            match RedisStore::new(&url) {
+                Ok(store) => SessionLayer::new(store),
+                Err(e) => {
+                    eprintln!("bench_server: redis store at {url}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         other => {
-            eprintln!("bench_server: store {other:?} is not available yet (memory, file)");
+            eprintln!("bench_server: store {other:?} is not available yet (memory, file, redis)");
             return ExitCode::from(2);
         }
     }

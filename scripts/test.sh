@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need: headless Chromium and its WebDriver for the
-# browser test of the demo shop (tests/tests/browser.rs). Add redis-server here
-# when a test needs Redis. Installed when missing (needs root and apt-get).
-NEED=(chromium chromium-driver)
+# browser test of the demo shop (tests/tests/browser.rs), and redis-server and
+# redis-cli, which the Redis tests start on free loopback ports of their own.
+# Installed when missing (needs root and apt-get).
+NEED=(chromium chromium-driver redis-server redis-tools)
 missing=()
 for pkg in "${NEED[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -33,7 +34,7 @@ cargo test --workspace --all-features
 echo "== docs build without warnings (broken links, private links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p typed-session -p typed-session-derive -p typed-session-examples --quiet
 echo "== every feature combination of typed-session builds"
-for features in "" "derive" "memory-store" "file-store" "derive,memory-store" "derive,file-store" "memory-store,file-store" "derive,memory-store,file-store"; do
+for features in "" "derive" "memory-store" "file-store" "redis-store" "derive,memory-store" "derive,file-store" "memory-store,file-store" "derive,memory-store,file-store" "derive,memory-store,file-store,redis-store"; do
   echo "   --no-default-features --features '$features'"
   cargo check -p typed-session --no-default-features --features "$features" --quiet
 done

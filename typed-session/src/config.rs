@@ -88,7 +88,8 @@ fn compiled_in(driver: &str) -> bool {
     match driver {
         "memory" => cfg!(feature = "memory-store"),
         "file" => cfg!(feature = "file-store"),
-        // The Redis and encrypted-cookie backends are not built yet:
+        "redis" => cfg!(feature = "redis-store"),
+        // The encrypted-cookie backend is not built yet:
         // their settings are accepted so that configurations can name them,
         // and building a layer for them says which feature they need.
         _ => false,
@@ -143,10 +144,11 @@ impl Default for FileConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` or `rediss://...`
-    /// (default `redis://127.0.0.1:6379`). May hold a password: redacted in `Debug`.
+    /// `redis://[user:password@]host:port[/db]` (default
+    /// `redis://127.0.0.1:6379`); for a Cluster, one or more node addresses
+    /// separated by commas. May hold a password: redacted in `Debug`.
     pub url: String,
-    /// Connect to a Redis Cluster through this node (default `false`).
+    /// Connect to a Redis Cluster through the node(s) in `url` (default `false`).
     pub cluster: bool,
     /// Prefix of every key (default `session:`).
     pub prefix: String,

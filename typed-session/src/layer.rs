@@ -114,11 +114,11 @@ impl SessionLayer {
     ///
     /// let layer = SessionLayer::from_config(&SessionConfig::default()).unwrap();
     /// # let _ = layer;
-    /// let mut redis = SessionConfig::default();
-    /// redis.store = StoreConfig::Redis(Default::default());
+    /// let mut cookie = SessionConfig::default();
+    /// cookie.store = StoreConfig::Cookie(Default::default());
     /// assert_eq!(
-    ///     SessionLayer::from_config(&redis).unwrap_err(),
-    ///     ConfigError::DriverUnavailable("redis", "redis-store"),
+    ///     SessionLayer::from_config(&cookie).unwrap_err(),
+    ///     ConfigError::DriverUnavailable("cookie", "cookie-store"),
     /// );
     /// ```
     pub fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
@@ -140,6 +140,22 @@ impl SessionLayer {
                     driver: "file",
                     reason: crate::error::error_chain(&e),
                 })?;
+                Self::from_config_with_store(config, store)
+            }
+            #[cfg(feature = "redis-store")]
+            crate::config::StoreConfig::Redis(r) => {
+                let store = if r.cluster {
+                    crate::store::RedisStore::cluster(r.url.split(',').map(str::trim))
+                } else {
+                    crate::store::RedisStore::new(&r.url)
+                }
+                .map_err(|e| ConfigError::StoreUnavailable {
+                    driver: "redis",
+                    reason: crate::error::error_chain(&e),
+                })?
+                .with_prefix(r.prefix.clone())
+                .with_connect_timeout(Duration::from_millis(r.connect_timeout_ms.max(1)))
+                .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)));
                 Self::from_config_with_store(config, store)
             }
             other => Err(ConfigError::DriverUnavailable(

@@ -146,11 +146,11 @@ fn the_backend_is_a_tagged_shape() {
         cfg!(feature = "file-store"),
         "valid where the file store is compiled in"
     );
-    let mut redis = c.clone();
-    redis.store = StoreConfig::Redis(RedisConfig::default());
+    let mut cookie = c.clone();
+    cookie.store = StoreConfig::Cookie(Default::default());
     assert_eq!(
-        redis.validate(),
-        Err(ConfigError::DriverUnavailable("redis", "redis-store"))
+        cookie.validate(),
+        Err(ConfigError::DriverUnavailable("cookie", "cookie-store"))
     );
     assert!(
         serde_json::from_str::<SessionConfig>(r#"{"store":{"driver":"memory","path":"x"}}"#)
@@ -260,15 +260,15 @@ fn from_env_reads_session_variables() {
     assert!(bad.contains("SESSION_SECURE"), "{bad}");
     let driver = from_env_in_child(&[("SESSION_DRIVER", "postgres")]);
     assert!(driver.contains("SESSION_DRIVER"), "{driver}");
-    let missing = from_env_in_child(&[("SESSION_DRIVER", "redis")]);
+    let missing = from_env_in_child(&[("SESSION_DRIVER", "cookie")]);
     assert_eq!(
         missing,
-        "err session driver `redis` needs the `redis-store` feature of typed-session"
+        "err session driver `cookie` needs the `cookie-store` feature of typed-session"
     );
-    let stray = from_env_in_child(&[("SESSION_REDIS_PREFIX", "app:")]);
+    let stray = from_env_in_child(&[("SESSION_COOKIE_COMPRESS", "true")]);
     assert_eq!(
         stray,
-        "err environment variable SESSION_REDIS_PREFIX configures the `redis` session driver, which needs the `redis-store` feature of typed-session"
+        "err environment variable SESSION_COOKIE_COMPRESS configures the `cookie` session driver, which needs the `cookie-store` feature of typed-session"
     );
     // REDIS_URL is common for other uses: read only with SESSION_DRIVER=redis.
     assert!(from_env_in_child(&[("REDIS_URL", "redis://127.0.0.1:1")]).starts_with("ok"));

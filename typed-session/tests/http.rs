@@ -18,6 +18,13 @@ http_suite!(memory, Stored::new(MemoryStore::new(), MemoryStore::len));
 mod file_common;
 #[cfg(feature = "file-store")]
 http_suite!(file, file_common::file_harness());
+#[cfg(feature = "redis-store")]
+#[path = "common/redis.rs"]
+mod redis_common;
+#[cfg(feature = "redis-store")]
+http_suite!(redis, redis_common::node_harness());
+#[cfg(feature = "redis-store")]
+http_suite!(redis_cluster, redis_common::cluster_harness());
 
 #[derive(SessionSchema)]
 struct App {
@@ -243,4 +250,309 @@ async fn a_read_only_file_store_directory_gives_503_then_recovers() {
         http_post(server.addr, "/inc", Some(&cookie)).await.body,
         "counter=2"
     );
+}
+
+#[cfg(feature = "redis-store")]
+mod redis_only {
+    //! What only Redis has to get right: one command per operation, two app
+    //! instances on one Redis, outages.
+
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::extract::Path;
+    use axum::routing::{get, post};
+    use typed_session::store::{RedisStore, SessionStore};
+    use typed_session::{SessionLayer, SessionView, TypedSession};
+
+    use super::common::http_suite::{Wide, bump, values};
+    use super::common::{http_get, http_post, serve};
+    use super::redis_common::{Server, prefix};
+    use super::{App, app};
+
+    /// Counts the commands clients send (not those scripts run inside
+    /// Redis), through `MONITOR`.
+    struct Monitor(std::net::TcpStream);
+
+    impl Monitor {
+        fn start(server: &Server) -> Monitor {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            s.write_all(b"MONITOR\r\n").unwrap();
+            let mut ok = [0u8; 5];
+            s.read_exact(&mut ok).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            Monitor(s)
+        }
+
+        /// Client commands seen since the last call.
+        fn count(&mut self) -> usize {
+            use std::io::Read;
+            std::thread::sleep(Duration::from_millis(50));
+            let mut text = Vec::new();
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = self.0.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| l.contains(" 127.0.0.1:") && !l.contains(" lua]"))
+                .count()
+        }
+    }
+
+    /// Commands (round trips) per operation, seen by `MONITOR`: 1 each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_command_per_operation() {
+        use super::common::store_suite::{HOUR, key, record};
+        let server = Server::start(&["--appendonly", "no"]);
+        let store = RedisStore::new(&server.url())
+            .unwrap()
+            .with_prefix(prefix());
+        // Load the scripts once (the first call of each: EVALSHA, SCRIPT LOAD, EVALSHA).
+        let (a, b, c) = (key(1), key(2), key(3));
+        store.create(&a, record("a", 1, HOUR)).await.unwrap();
+        store.save(&a, record("a2", 2, HOUR), 1).await.unwrap();
+        store
+            .touch(&a, std::time::SystemTime::now() + HOUR)
+            .await
+            .unwrap();
+        store
+            .replace(&a, 2, &b, record("b", 1, HOUR))
+            .await
+            .unwrap();
+        let mut monitor = Monitor::start(&server);
+        monitor.count();
+        let mut counts = Vec::new();
+        store.load(&b).await.unwrap();
+        counts.push(("load", monitor.count()));
+        store.create(&c, record("c", 1, HOUR)).await.unwrap();
+        counts.push(("create", monitor.count()));
+        store.save(&c, record("c2", 2, HOUR), 1).await.unwrap();
+        counts.push(("save", monitor.count()));
+        store
+            .touch(&c, std::time::SystemTime::now() + 2 * HOUR)
+            .await
+            .unwrap();
+        counts.push(("touch", monitor.count()));
+        store
+            .replace(&c, 2, &a, record("a3", 1, HOUR))
+            .await
+            .unwrap();
+        counts.push(("regenerate", monitor.count()));
+        store.delete(&a).await.unwrap();
+        counts.push(("delete", monitor.count()));
+        println!("redis commands per operation: {counts:?}");
+        for (name, n) in counts {
+            assert_eq!(n, 1, "{name}");
+        }
+        // Over HTTP: a read is one GET, a write one GET and one EVALSHA.
+        let http = serve(app(SessionLayer::new(store.clone()).with_secure(false))).await;
+        let cookie = http_post(http.addr, "/inc", None).await.cookie().unwrap();
+        http_post(http.addr, "/inc", Some(&cookie)).await;
+        monitor.count();
+        http_get(http.addr, "/read", Some(&cookie)).await;
+        assert_eq!(monitor.count(), 1, "a read");
+        http_post(http.addr, "/inc", Some(&cookie)).await;
+        assert_eq!(monitor.count(), 2, "a write: load + save");
+        http_post(http.addr, "/inc", None).await;
+        assert_eq!(monitor.count(), 1, "a new session: one SET NX");
+    }
+
+    /// Two app instances (two layers, two connections) on one Redis: a login
+    /// on one is seen on the other, 100 concurrent writes of disjoint fields
+    /// through both lose nothing, a logout on one ends the session on both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_app_instances_share_sessions() {
+        let server = Server::start(&["--appendonly", "no"]);
+        let prefix = prefix();
+        let instance = || {
+            let store = RedisStore::new(&server.url())
+                .unwrap()
+                .with_prefix(prefix.clone());
+            let login = post(|s: TypedSession<App>| async move {
+                s.regenerate_with(|a| a.user_id = Some(7)).unwrap();
+                "in"
+            });
+            let logout = post(|s: TypedSession<App>| async move {
+                s.destroy();
+                "out"
+            });
+            let wide = Router::new()
+                .route(
+                    "/start",
+                    post(|s: TypedSession<Wide>| async move {
+                        s.set_same(1).unwrap();
+                        "ok"
+                    }),
+                )
+                .route(
+                    "/bump/{n}",
+                    post(|s: TypedSession<Wide>, Path(n): Path<usize>| async move {
+                        s.update(|w| bump(w, n)).unwrap();
+                        "ok"
+                    }),
+                )
+                .route(
+                    "/values",
+                    get(|s: SessionView<Wide>| async move {
+                        s.read(values)
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    }),
+                );
+            super::routes()
+                .route("/login", login)
+                .route("/logout", logout)
+                .layer(SessionLayer::new(store.clone()).with_secure(false))
+                .nest(
+                    "/wide",
+                    wide.layer(
+                        SessionLayer::new(store)
+                            .with_secure(false)
+                            .with_cookie_name("wide"),
+                    ),
+                )
+        };
+        let (a, b) = (serve(instance()).await, serve(instance()).await);
+        let cookie = http_post(a.addr, "/login", None).await.cookie().unwrap();
+        assert_eq!(
+            http_get(b.addr, "/read", Some(&cookie)).await.body,
+            "user=Some(7) counter=0"
+        );
+        let wide = http_post(a.addr, "/wide/start", None)
+            .await
+            .cookie()
+            .unwrap();
+        let tasks: Vec<_> = (0..100)
+            .map(|n| {
+                let addr = if n % 2 == 0 { a.addr } else { b.addr };
+                let wide = wide.clone();
+                tokio::spawn(async move {
+                    http_post(addr, &format!("/wide/bump/{n}"), Some(&wide))
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+        let got = http_get(b.addr, "/wide/values", Some(&wide)).await.body;
+        assert!(
+            got.split(',').all(|v| v == "1"),
+            "every field kept its write: {got}"
+        );
+        assert_eq!(
+            http_post(b.addr, "/logout", Some(&cookie)).await.body,
+            "out"
+        );
+        assert_eq!(
+            http_get(a.addr, "/read", Some(&cookie)).await.body,
+            "user=None counter=0"
+        );
+    }
+
+    /// Redis killed in the middle of traffic: 503 while it is down (within
+    /// the timeout, never an anonymous session), full service soon after it
+    /// restarts on the same port, and every write acknowledged before the
+    /// kill still there (`appendfsync always`: acknowledged means durable).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_redis_gives_503_then_recovers_and_loses_nothing_acknowledged() {
+        let durable = ["--appendonly", "yes", "--appendfsync", "always"];
+        let server = Server::start(&durable);
+        let port = server.port;
+        let store = RedisStore::new(&server.url())
+            .unwrap()
+            .with_prefix(prefix())
+            .with_connect_timeout(Duration::from_millis(300))
+            .with_command_timeout(Duration::from_millis(300));
+        let http = serve(app(SessionLayer::new(store).with_secure(false))).await;
+        let mut acked = Vec::new();
+        for _ in 0..50 {
+            let res = http_post(http.addr, "/inc", None).await;
+            assert_eq!(res.status, 200);
+            acked.push(res.cookie().unwrap());
+        }
+        let pid = server.pid();
+        server.signal(pid, "KILL");
+        let dir = server.into_dir();
+        let mut during = (0, 0);
+        for c in acked.iter().take(20) {
+            let start = std::time::Instant::now();
+            let res = http_get(http.addr, "/read", Some(c)).await;
+            during.0 += 1;
+            if res.status == 503 {
+                during.1 += 1;
+            }
+            assert!(start.elapsed() < Duration::from_secs(3), "no hang");
+        }
+        assert_eq!(
+            during,
+            (20, 20),
+            "every request while Redis is down gets 503"
+        );
+        let restarted = std::time::Instant::now();
+        let server = Server::start_on(port, &durable, dir);
+        let mut recovered = None;
+        for _ in 0..100 {
+            if http_get(http.addr, "/read", Some(&acked[0])).await.status == 200 {
+                recovered = Some(restarted.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let recovered = recovered.expect("service after the restart");
+        let mut intact = 0;
+        for c in &acked {
+            if http_get(http.addr, "/read", Some(c)).await.body == "user=None counter=1" {
+                intact += 1;
+            }
+        }
+        println!(
+            "redis killed: {} of {} requests during the outage got 503; served again {recovered:?} after the restart; {intact} of {} acknowledged writes intact",
+            during.1,
+            during.0,
+            acked.len()
+        );
+        assert_eq!(intact, acked.len(), "no acknowledged write lost");
+        assert!(recovered < Duration::from_secs(1), "{recovered:?}");
+        drop(server);
+    }
+
+    /// A paused Redis (SIGSTOP) turns into 503 after the command timeout,
+    /// not a hung request; resumed, it serves again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paused_redis_gives_503_after_the_timeout() {
+        let server = Server::start(&["--appendonly", "no"]);
+        let store = RedisStore::new(&server.url())
+            .unwrap()
+            .with_prefix(prefix())
+            .with_command_timeout(Duration::from_millis(300));
+        let http = serve(app(SessionLayer::new(store).with_secure(false))).await;
+        let cookie = http_post(http.addr, "/inc", None).await.cookie().unwrap();
+        let pid = server.pid();
+        server.signal(pid, "STOP");
+        let start = std::time::Instant::now();
+        let res = http_get(http.addr, "/read", Some(&cookie)).await;
+        let waited = start.elapsed();
+        server.signal(pid, "CONT");
+        assert_eq!(res.status, 503);
+        assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+        let mut ok = false;
+        for _ in 0..100 {
+            if http_get(http.addr, "/read", Some(&cookie)).await.body == "user=None counter=1" {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ok, "serves again once resumed");
+    }
 }

@@ -64,6 +64,13 @@ impl SessionStore for MapStore {
 }
 
 store_suite!(memory, MemoryStore::new());
+#[cfg(feature = "redis-store")]
+#[path = "common/redis.rs"]
+mod redis_common;
+#[cfg(feature = "redis-store")]
+store_suite!(redis, redis_common::node_harness().store);
+#[cfg(feature = "redis-store")]
+store_suite!(redis_cluster, redis_common::cluster_harness().store);
 store_suite!(documented_custom_store, MapStore::default());
 
 #[tokio::test]

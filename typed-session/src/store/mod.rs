@@ -92,6 +92,11 @@ mod file;
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file::FileStore;
+#[cfg(feature = "redis-store")]
+mod redis;
+#[cfg(feature = "redis-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-store")))]
+pub use self::redis::RedisStore;
 #[cfg(feature = "memory-store")]
 mod memory;
 #[cfg(feature = "memory-store")]

@@ -428,18 +428,21 @@ pub async fn rolling_and_remember_me_send_max_age<H: Harness>(h: H) {
 
 macro_rules! wide {
     ($($f:ident),*) => {
+        /// A session of 100 fields and a shared one, for concurrent writers.
         #[derive(SessionSchema)]
-        struct Wide {
+        pub struct Wide {
             $($f: u32,)*
             same: u32,
         }
 
-        fn bump(w: &mut Wide, n: usize) {
+        /// Increments field `n`.
+        pub fn bump(w: &mut Wide, n: usize) {
             let fields = [$(&mut w.$f),*];
             *fields[n] += 1;
         }
 
-        fn values(w: &Wide) -> Vec<u32> {
+        /// The 100 fields.
+        pub fn values(w: &Wide) -> Vec<u32> {
             vec![$(w.$f),*]
         }
     };

@@ -7,7 +7,7 @@ struct Shop {
 
 fn handler(view: SessionView<Shop>) {
     let _ = view.set_cart(vec![1]);
-    let _ = view.update(|shop| shop.cart.clear());
+    let _ = view.update_cart(|cart| cart.clear());
 }
 
 fn main() {
