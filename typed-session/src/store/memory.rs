@@ -447,19 +447,9 @@ impl SessionStore for MemoryStore {
         };
         let mut maps = write(&shard.maps);
         self.inner.sweep_sometimes(shard, &mut maps, now);
-        let other = match class {
-            Class::Established => Class::Anonymous,
-            Class::Anonymous => Class::Established,
-        };
-        // A live record under the key in either map: refused. An expired
+        // A live record under the key, in either map: refused. An expired
         // one: replaced.
-        if let Some(e) = maps.map(other).get(&k) {
-            if e.live(now) {
-                return Ok(false);
-            }
-            self.inner.remove(&mut maps, &k);
-        }
-        if let Some(e) = maps.map(class).get(&k) {
+        if let Some((_, e)) = maps.find(&k) {
             if e.live(now) {
                 return Ok(false);
             }

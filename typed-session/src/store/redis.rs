@@ -146,37 +146,32 @@ struct Timeout(Duration);
 #[error("unexpected reply from redis")]
 struct Unexpected;
 
+/// One header field: `n` as 20 zero-padded decimal digits.
+fn field(n: u64) -> String {
+    format!("{n:020}")
+}
+
 fn encode(record: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + record.data.len());
-    out.extend_from_slice(
-        format!(
-            "{:020}{:020}",
-            record.revision,
-            unix_millis(record.expires_at)
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(field(record.revision).as_bytes());
+    out.extend_from_slice(field(unix_millis(record.expires_at)).as_bytes());
     out.extend_from_slice(&record.data);
     out
 }
 
 fn decode(value: Vec<u8>) -> Result<Record, StoreError> {
-    let field = |range: std::ops::Range<usize>| {
+    let number = |range: std::ops::Range<usize>| {
         value
             .get(range)
             .and_then(|b| std::str::from_utf8(b).ok())
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| StoreError::new(Unexpected))
     };
-    let revision = field(0..FIELD)?;
-    let expires = field(FIELD..HEADER)?;
+    let revision = number(0..FIELD)?;
+    let expires = number(FIELD..HEADER)?;
     let mut data = value;
     data.drain(..HEADER);
     Ok(Record::new(data, revision, from_unix_millis(expires)))
-}
-
-fn revision_arg(revision: u64) -> String {
-    format!("{revision:020}")
 }
 
 impl RedisStore {
@@ -304,6 +299,34 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// Runs one of the store's scripts (`EVALSHA`, loading it on `NOSCRIPT`).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        self.run(|mut c| async move {
+            let mut invocation = script.prepare_invoke();
+            for k in keys {
+                invocation.key(*k);
+            }
+            for a in args {
+                invocation.arg(*a);
+            }
+            invocation.invoke_async(&mut c).await
+        })
+        .await
+    }
+
+    /// `DEL key`.
+    async fn del(&self, k: String) -> Result<(), StoreError> {
+        let _: i64 = self
+            .run(|mut c| async move { redis::cmd("DEL").arg(k).query_async(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
     /// `SET key value NX PXAT at`: `true` when set.
     async fn set_nx(&self, k: String, value: Vec<u8>, at: u64) -> Result<bool, StoreError> {
         let set: Option<String> = self
@@ -393,20 +416,14 @@ impl SessionStore for RedisStore {
         record: Record,
         expected: u64,
     ) -> Result<SaveOutcome, StoreError> {
-        let k = self.key(key);
-        let at = unix_millis(record.expires_at);
-        let value = encode(&record);
-        let script = &self.inner.save;
+        // PXAT takes a plain number (no padding).
+        let at = unix_millis(record.expires_at).to_string();
         let out: Value = self
-            .run(|mut c| async move {
-                script
-                    .key(k)
-                    .arg(revision_arg(expected))
-                    .arg(value)
-                    .arg(at)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .eval(
+                &self.inner.save,
+                &[&self.key(key)],
+                &[field(expected).as_bytes(), &encode(&record), at.as_bytes()],
+            )
             .await?;
         Ok(match reply(out)? {
             Reply::Done(_) => SaveOutcome::Saved,
@@ -416,26 +433,18 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-        let k = self.key(key);
-        let _: i64 = self
-            .run(|mut c| async move { redis::cmd("DEL").arg(k).query_async(&mut c).await })
-            .await?;
-        Ok(())
+        self.del(self.key(key)).await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: SystemTime) -> Result<bool, StoreError> {
-        let k = self.key(key);
+        // The header field is padded; PEXPIREAT takes a plain number.
         let at = unix_millis(expires_at);
-        let script = &self.inner.touch;
         let touched: i64 = self
-            .run(|mut c| async move {
-                script
-                    .key(k)
-                    .arg(format!("{at:020}"))
-                    .arg(at)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .eval(
+                &self.inner.touch,
+                &[&self.key(key)],
+                &[field(at).as_bytes(), at.to_string().as_bytes()],
+            )
             .await?;
         Ok(touched == 1)
     }
@@ -450,19 +459,15 @@ impl SessionStore for RedisStore {
         let (ko, kn) = (self.key(old), self.key(new));
         let at = unix_millis(record.expires_at);
         let value = encode(&record);
+        let expected = field(expected);
         if matches!(self.inner.target, Target::Node(_)) {
-            let script = &self.inner.replace;
+            let at = at.to_string();
             let out: Value = self
-                .run(|mut c| async move {
-                    script
-                        .key(ko)
-                        .key(kn)
-                        .arg(revision_arg(expected))
-                        .arg(value)
-                        .arg(at)
-                        .invoke_async(&mut c)
-                        .await
-                })
+                .eval(
+                    &self.inner.replace,
+                    &[&ko, &kn],
+                    &[expected.as_bytes(), &value, at.as_bytes()],
+                )
                 .await?;
             return Ok(match reply(out)? {
                 Reply::Done(2) => ReplaceOutcome::KeyTaken,
@@ -478,24 +483,15 @@ impl SessionStore for RedisStore {
         if !self.set_nx(kn.clone(), value, at).await? {
             return Ok(ReplaceOutcome::KeyTaken);
         }
-        let script = &self.inner.delete_if;
         let out: Value = self
-            .run(|mut c| async move {
-                script
-                    .key(ko)
-                    .arg(revision_arg(expected))
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .eval(&self.inner.delete_if, &[&ko], &[expected.as_bytes()])
             .await?;
         let outcome = match reply(out)? {
             Reply::Done(_) => return Ok(ReplaceOutcome::Replaced),
             Reply::Gone => ReplaceOutcome::Conflict(None),
             Reply::Current(current) => ReplaceOutcome::Conflict(Some(current)),
         };
-        let _: i64 = self
-            .run(|mut c| async move { redis::cmd("DEL").arg(kn).query_async(&mut c).await })
-            .await?;
+        self.del(kn).await?;
         Ok(outcome)
     }
 }
