@@ -89,10 +89,7 @@ fn compiled_in(driver: &str) -> bool {
         "memory" => cfg!(feature = "memory-store"),
         "file" => cfg!(feature = "file-store"),
         "redis" => cfg!(feature = "redis-store"),
-        // The encrypted-cookie backend is not built yet:
-        // their settings are accepted so that configurations can name them,
-        // and building a layer for them says which feature they need.
-        _ => false,
+        _ => cfg!(feature = "cookie-store"),
     }
 }
 
@@ -554,6 +551,9 @@ impl SessionConfig {
         }
         if self.max_session_bytes == 0 {
             return Err(ConfigError::ZeroDuration("max_session_bytes"));
+        }
+        if matches!(self.store, StoreConfig::Cookie(_)) && self.secrets.is_empty() {
+            return Err(ConfigError::SecretRequired("cookie"));
         }
         self.store.check_available()
     }

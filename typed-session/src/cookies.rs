@@ -111,7 +111,6 @@ impl CookieSettings {
     }
 
     /// The name as sent.
-    #[cfg(test)]
     pub(crate) fn full_name(&self) -> &str {
         &self.full_name
     }

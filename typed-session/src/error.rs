@@ -317,6 +317,20 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// In cookie mode, the sealed session would make the `Set-Cookie`
+    /// `name=value` longer than browsers keep (4096 bytes); nothing was
+    /// sent, and the browser keeps its previous cookie. Answered `500` (the
+    /// cause logged) if the handler lets it through: keep cookie sessions
+    /// small, or move to a server-side store.
+    #[error(
+        "the sealed session cookie would be {size} bytes, more than the limit of {limit}; nothing was saved"
+    )]
+    CookieTooLarge {
+        /// The `name=value` size the session would need.
+        size: usize,
+        /// The limit (4096).
+        limit: usize,
+    },
 }
 
 /// A setting that cannot work, found when the layer is built.
@@ -392,6 +406,11 @@ pub enum ConfigError {
         /// The cargo feature that compiles the driver in.
         feature: &'static str,
     },
+    /// A backend that needs a secret (cookie mode seals with it) has none.
+    #[error(
+        "session driver `{0}` needs a secret (set `secrets`, or SESSION_SECRET; generate one with `openssl rand -base64 48`)"
+    )]
+    SecretRequired(&'static str),
     /// A timeout or size of zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),

@@ -14,6 +14,17 @@ pub(crate) struct Header {
     pub(crate) touched: u64,
     /// Per-session cookie lifetime set with `set_expiry`, seconds.
     pub(crate) max_age: Option<u64>,
+    /// Whom the session belongs to, for revocation (`set_subject`).
+    pub(crate) subject: Option<Subject>,
+}
+
+/// The subject a session was bound to: a digest of the app's name for the
+/// user (never the name itself), and when the binding was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subject {
+    pub(crate) digest: [u8; 16],
+    /// Unix ms of the binding; revocations at or after it end the session.
+    pub(crate) since: u64,
 }
 
 impl Header {
@@ -23,6 +34,7 @@ impl Header {
             created: now,
             touched: now,
             max_age: None,
+            subject: None,
         }
     }
 }

@@ -66,6 +66,12 @@ impl SessionId {
         URL_SAFE_NO_PAD.encode_string(self.0, out);
     }
 
+    /// An id from its bytes (as carried inside a sealed cookie).
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+    pub(crate) fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
+        SessionId(bytes)
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8; ID_BYTES] {
         &self.0
     }

@@ -88,14 +88,67 @@ impl SessionLayer {
         )
     }
 
+    /// A layer that keeps the whole session in the cookie, sealed with
+    /// XChaCha20-Poly1305 under a key derived from `key` (feature
+    /// `cookie-store`): no server-side store at all. The defaults are those
+    /// of [`SessionLayer::new`]; [`with_signing_keys`](Self::with_signing_keys)
+    /// rotates the key (the first seals, every one opens, and a cookie opened
+    /// with an older key is re-sealed under the current one).
+    ///
+    /// What it costs against a server-side store:
+    /// * the session must fit in one cookie: a `Set-Cookie` `name=value` of
+    ///   at most 4096 bytes, or the save fails with
+    ///   [`Error::CookieTooLarge`] (answered `500`);
+    /// * every write sends the whole session back, and every request carries it;
+    /// * there is no server-side record to delete: `destroy` and
+    ///   `regenerate` replace the browser's cookie, but a copy of an older
+    ///   cookie (replayed by whoever stole it) still opens until its own
+    ///   deadline. Idle and absolute timeouts are sealed inside and enforced
+    ///   on every request, so no one can extend a copy; for "log out
+    ///   everywhere", add a [`RevocationList`](crate::RevocationList);
+    /// * two requests racing on one session are last-response-wins in the
+    ///   browser (the server-side stores merge disjoint fields instead).
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use typed_session::{SessionLayer, SessionSchema, SigningKey, TypedSession};
+    ///
+    /// #[derive(SessionSchema)]
+    /// struct Cart { items: Vec<u32> }
+    ///
+    /// async fn add(session: TypedSession<Cart>) -> String {
+    ///     let n = session.update_items(|i| { i.push(7); i.len() }).unwrap_or_default();
+    ///     format!("{n} items")
+    /// }
+    ///
+    /// let key = SigningKey::new(b"an example secret of at least 32 bytes".to_vec()).unwrap();
+    /// let app: Router = Router::new()
+    ///     .route("/add", post(add))
+    ///     .layer(SessionLayer::encrypted_cookie(key));
+    /// # let _ = app;
+    /// ```
+    #[cfg(feature = "cookie-store")]
+    pub fn encrypted_cookie(key: SigningKey) -> Self {
+        SessionLayer::build(
+            Backend::Sealed(crate::backend::sealed::SealedCookie::new(
+                crate::keys::KeyRing::default(),
+                false,
+            )),
+            &SessionConfig::default(),
+            &[key],
+        )
+    }
+
     /// The one mapping from plain settings to the layer's shared state;
     /// `config` must have passed `validate`.
     fn build(mut backend: Backend, config: &SessionConfig, keys: &[SigningKey]) -> Self {
         backend.set_secrets(keys);
+        let cookie = config.cookie_settings();
+        backend.bind_cookie_name(cookie.full_name());
         SessionLayer {
             runtime: Arc::new(Runtime {
                 backend,
-                cookie: config.cookie_settings(),
+                cookie,
                 policy: Policy {
                     idle: SessionConfig::secs(config.idle_timeout_secs),
                     absolute: SessionConfig::secs(config.absolute_timeout_secs),
@@ -158,6 +211,23 @@ impl SessionLayer {
                 .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)));
                 Self::from_config_with_store(config, store)
             }
+            #[cfg(feature = "cookie-store")]
+            crate::config::StoreConfig::Cookie(c) => {
+                let keys = config.signing_keys()?;
+                if keys.is_empty() {
+                    return Err(ConfigError::SecretRequired("cookie"));
+                }
+                Ok(SessionLayer::build(
+                    Backend::Sealed(crate::backend::sealed::SealedCookie::new(
+                        crate::keys::KeyRing::default(),
+                        c.compress,
+                    )),
+                    config,
+                    &keys,
+                ))
+            }
+            // Reached only when some backend is not compiled in.
+            #[allow(unreachable_patterns)]
             other => Err(ConfigError::DriverUnavailable(
                 other.driver(),
                 other.feature(),
@@ -185,6 +255,8 @@ impl SessionLayer {
         let rt = Arc::make_mut(&mut self.runtime);
         f(rt);
         rt.cookie.refresh();
+        let name = rt.cookie.full_name().to_owned();
+        rt.backend.bind_cookie_name(&name);
         self
     }
 
@@ -309,6 +381,16 @@ impl SessionLayer {
         self.edit(|s| s.backend.set_secrets(&keys))
     }
 
+    /// Cookie mode: deflate the sealed session when that makes the cookie
+    /// smaller (default off). Compression before encryption lets an
+    /// attacker who can put chosen text into a victim's session and watch
+    /// the cookie's length learn other contents of it (the CRIME/BREACH
+    /// pattern): leave it off when sessions mix secrets with text others
+    /// control. No effect on server-side stores.
+    pub fn with_cookie_compression(self, on: bool) -> Self {
+        self.edit(|s| s.backend.set_compress(on))
+    }
+
     /// The clock used for timeouts (default: the system clock). Tests use a
     /// [`ManualClock`](crate::clock::ManualClock) to move time without sleeping.
     pub fn with_clock(self, clock: impl Clock) -> Self {
@@ -420,6 +502,13 @@ fn log_failed_save(err: &Error) {
         }
         Error::TooLarge { size, limit } => {
             tracing::warn!(size, limit, "session too large to save; answering 413");
+        }
+        Error::CookieTooLarge { size, limit } => {
+            tracing::error!(
+                size,
+                limit,
+                "sealed session cookie over the browsers' size limit; nothing sent, answering 500"
+            );
         }
         other => {
             tracing::error!(cause = %describe_for_log(other), "session save failed; answering 503");

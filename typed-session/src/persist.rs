@@ -199,6 +199,7 @@ impl<S: SessionSchema> Core<S> {
         let regenerated = action == Action::Regenerate;
         let fresh_header = Header {
             max_age: st.header.max_age,
+            subject: st.header.subject,
             ..Header::new(now)
         };
         let op = match (action, st.stored.clone()) {
@@ -221,10 +222,13 @@ impl<S: SessionSchema> Core<S> {
                     },
                     touched: now,
                     max_age: st.header.max_age,
+                    subject: st.header.subject,
                 };
                 Op::Regenerate(stored, self.payload(st, rt, header, regenerated)?, header)
             }
-            (Action::None, Some(stored)) if changes => {
+            // A sealed cookie's deadline and key live in the cookie: a
+            // refresh or a re-key is a rewrite.
+            (Action::None, Some(stored)) if changes || rt.backend.cookie_holds_record() => {
                 let header = Header {
                     touched: now,
                     ..st.header
@@ -357,6 +361,7 @@ impl<S: SessionSchema> Core<S> {
                         st.header.touched = header.touched;
                         if cookie_holds_record {
                             st.cookie = CookieChange::Set;
+                            st.resign = false;
                         }
                         Ok(())
                     }
@@ -419,7 +424,12 @@ impl<S: SessionSchema> Core<S> {
             rt.policy
                 .needs_touch(st.header.created, s.expires_at, st.loaded_at)
         });
-        st.changed != 0 || st.action != Action::None || st.expiry_changed || idle_due
+        st.changed != 0
+            || st.action != Action::None
+            || st.expiry_changed
+            || idle_due
+            // Opened under an old key: re-sealed under the current one.
+            || (st.resign && st.stored.is_some() && rt.backend.cookie_holds_record())
     }
 
     /// What the response gets when the commit has nothing to write (the

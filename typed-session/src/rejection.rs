@@ -44,15 +44,19 @@ pub enum SessionRejection {
     /// The session grew past the layer's size limit; the write was not saved.
     #[error("session too large")]
     TooLarge,
+    /// Cookie mode: the sealed session outgrew the 4096-byte cookie budget;
+    /// the write was not sent (the cause is logged at `error`).
+    #[error("session could not be saved")]
+    CookieTooLarge,
 }
 
 impl SessionRejection {
     /// The HTTP status of the response.
     pub fn status(&self) -> StatusCode {
         match self {
-            SessionRejection::MissingLayer | SessionRejection::SchemaMismatch => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            SessionRejection::MissingLayer
+            | SessionRejection::SchemaMismatch
+            | SessionRejection::CookieTooLarge => StatusCode::INTERNAL_SERVER_ERROR,
             SessionRejection::StoreUnavailable
             | SessionRejection::UnsupportedVersion
             | SessionRejection::Busy => StatusCode::SERVICE_UNAVAILABLE,
@@ -92,6 +96,7 @@ impl From<&crate::Error> for SessionRejection {
             crate::Error::Conflict => SessionRejection::Busy,
             crate::Error::Destroyed => SessionRejection::SessionEnded,
             crate::Error::TooLarge { .. } => SessionRejection::TooLarge,
+            crate::Error::CookieTooLarge { .. } => SessionRejection::CookieTooLarge,
             crate::Error::Load(crate::LoadError::FutureVersion { .. }) => {
                 SessionRejection::UnsupportedVersion
             }

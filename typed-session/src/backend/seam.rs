@@ -2,6 +2,8 @@
 //! state as the core keeps it, what a load found, what a write carries and
 //! what it did. Shared by the dispatch (`backend`) and every backend.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::error::LoadError;
@@ -16,6 +18,10 @@ pub(crate) struct Stored {
     pub(crate) revision: u64,
     /// The record's deadline (unix ms): its idle expiry, which the backend enforces.
     pub(crate) expires_at: u64,
+    /// The cookie value, for backends whose cookie holds the record (sealed
+    /// at the last write, or as the request sent it).
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+    pub(crate) sealed: Option<Arc<str>>,
 }
 
 /// What a request's cookie led to.

@@ -163,6 +163,7 @@ impl ServerSide {
                 id,
                 revision: record.revision,
                 expires_at: crate::clock::unix_millis(record.expires_at),
+                sealed: None,
             },
             data: record.data,
             cache: record.cache,
@@ -201,6 +202,7 @@ impl ServerSide {
                     id,
                     revision: 1,
                     expires_at: payload.expires_at,
+                    sealed: None,
                 });
             }
         }
@@ -227,6 +229,7 @@ impl ServerSide {
                         id: stored.id.clone(),
                         revision: expected + 1,
                         expires_at: payload.expires_at,
+                        sealed: None,
                     }));
                 }
                 SaveOutcome::Conflict(None) => return Ok(Written::Gone),
@@ -251,6 +254,7 @@ impl ServerSide {
         Ok(if alive {
             Written::Done(Stored {
                 expires_at,
+                sealed: None,
                 ..stored.clone()
             })
         } else {
@@ -285,6 +289,7 @@ impl ServerSide {
                         id,
                         revision: 1,
                         expires_at: payload.expires_at,
+                        sealed: None,
                     }));
                 }
                 ReplaceOutcome::Conflict(None) => {
@@ -373,6 +378,7 @@ mod tests {
             id: id.clone(),
             revision: 1,
             expires_at: 0,
+            sealed: None,
         };
         let good_plain = format!("session={}", plain.cookie_value(&stored));
         let good_signed = format!("session={}", signed.cookie_value(&stored));
@@ -446,6 +452,7 @@ mod tests {
             id: SessionId::random(),
             revision: 1,
             expires_at: 0,
+            sealed: None,
         };
         let old_cookie = before.cookie_value(&stored);
         assert_eq!(after.verify(&old_cookie), Some((stored.id.clone(), true)));
