@@ -224,6 +224,42 @@ impl<S: SessionSchema> TypedSession<S> {
         st.changed = 0;
         st.expiry_changed = false;
         st.header.max_age = None;
+        st.header.subject = None;
+    }
+
+    /// Binds the session to a subject (your name for the user, such as
+    /// `"user:42"`), so that [`RevocationList::revoke_all`] can end it with
+    /// every other session of that user; `None` unbinds it. Call it at
+    /// login, after `regenerate`. The session keeps a digest of the
+    /// subject, never the subject itself; binding again (a new login) makes
+    /// the session newer than earlier revocations. Without a
+    /// [`RevocationList`] on the layer the binding is kept but not checked.
+    ///
+    /// [`RevocationList`]: crate::RevocationList
+    /// [`RevocationList::revoke_all`]: crate::RevocationList::revoke_all
+    ///
+    /// ```
+    /// use typed_session::{SessionSchema, TypedSession};
+    ///
+    /// #[derive(SessionSchema)]
+    /// struct Auth { user: Option<u64> }
+    ///
+    /// let session = TypedSession::detached(Auth { user: None });
+    /// session.regenerate_with(|s| s.user = Some(42)).unwrap();
+    /// session.set_subject(Some("user:42"));
+    /// assert!(session.is_changed());
+    /// ```
+    pub fn set_subject(&self, subject: Option<&str>) {
+        let now = match self.core().runtime() {
+            Some(rt) => rt.now_ms(),
+            None => unix_millis(SystemTime::now()),
+        };
+        let mut st = self.core().lock();
+        st.header.subject = subject.map(|s| crate::header::Subject {
+            digest: crate::revoke::subject_digest(s),
+            since: now,
+        });
+        st.expiry_changed = true;
     }
 
     /// Sets this session's cookie lifetime ("remember me"): `Some(d)` makes a

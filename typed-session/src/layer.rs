@@ -156,6 +156,7 @@ impl SessionLayer {
                 rolling: config.rolling,
                 max_session_bytes: config.max_session_bytes,
                 clock: Arc::new(SystemClock),
+                revocation: None,
             }),
         }
     }
@@ -389,6 +390,14 @@ impl SessionLayer {
     /// control. No effect on server-side stores.
     pub fn with_cookie_compression(self, on: bool) -> Self {
         self.edit(|s| s.backend.set_compress(on))
+    }
+
+    /// Checks every session bound to a subject
+    /// ([`TypedSession::set_subject`](crate::TypedSession::set_subject))
+    /// against `list` on load, ending those revoked since
+    /// ("log out everywhere"): one store lookup per such request.
+    pub fn with_revocation(self, list: crate::RevocationList) -> Self {
+        self.edit(|s| s.revocation = Some(list))
     }
 
     /// The clock used for timeouts (default: the system clock). Tests use a

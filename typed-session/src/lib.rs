@@ -71,6 +71,7 @@ mod keys;
 mod layer;
 mod persist;
 mod rejection;
+mod revoke;
 mod runtime;
 mod schema;
 mod state;
@@ -95,6 +96,7 @@ pub use id::{SessionId, SessionKey};
 pub use keys::{MIN_KEY_BYTES, SigningKey};
 pub use layer::{SessionLayer, SessionService};
 pub use rejection::SessionRejection;
+pub use revoke::RevocationList;
 pub use schema::{OnInvalid, SessionSchema};
 
 /// Derives [`SessionSchema`](trait@SessionSchema) for a struct with named fields.

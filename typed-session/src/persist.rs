@@ -115,6 +115,17 @@ impl<S: SessionSchema> Core<S> {
                     rt.backend.discard(&loaded.stored).await;
                     return Ok(Core::new(State::fresh(now), Some(rt)));
                 }
+                if let (Some(list), Some(subject)) = (&rt.revocation, decoded.header.subject) {
+                    let not_before = list.not_before(&subject.digest).await.map_err(|e| {
+                        tracing::error!(cause = %error_chain(&e), "revocation list failed on load");
+                        SessionRejection::StoreUnavailable
+                    })?;
+                    if not_before.is_some_and(|t| subject.since <= t) {
+                        tracing::debug!("session revoked; starting a new session");
+                        rt.backend.discard(&loaded.stored).await;
+                        return Ok(Core::new(State::fresh(now), Some(rt)));
+                    }
+                }
                 if let Some(from) = decoded.migrated_from {
                     tracing::info!(from, to = S::VERSION, "session migrated");
                 }

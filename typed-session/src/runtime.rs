@@ -8,6 +8,7 @@ use crate::backend::Backend;
 use crate::clock::{Clock, unix_millis};
 use crate::cookies::CookieSettings;
 use crate::expiry::Policy;
+use crate::revoke::RevocationList;
 
 /// Default bound on one session's encoded size.
 pub(crate) const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
@@ -22,6 +23,8 @@ pub(crate) struct Runtime {
     /// Largest encoded session a write may persist.
     pub(crate) max_session_bytes: usize,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Checked on every load of a session bound to a subject.
+    pub(crate) revocation: Option<RevocationList>,
 }
 
 impl Runtime {
@@ -39,6 +42,7 @@ impl fmt::Debug for Runtime {
             .field("policy", &self.policy)
             .field("rolling", &self.rolling)
             .field("max_session_bytes", &self.max_session_bytes)
+            .field("revocation", &self.revocation.is_some())
             .finish_non_exhaustive()
     }
 }

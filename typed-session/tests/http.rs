@@ -25,6 +25,8 @@ mod redis_common;
 http_suite!(redis, redis_common::node_harness());
 #[cfg(feature = "redis-store")]
 http_suite!(redis_cluster, redis_common::cluster_harness());
+#[cfg(feature = "cookie-store")]
+http_suite!(cookie, common::harness::SealedCookie);
 
 #[derive(SessionSchema)]
 struct App {

@@ -25,6 +25,44 @@ pub trait Harness: Clone + Send + Sync + 'static {
         cookie_value: &str,
         f: fn(String) -> String,
     ) -> impl Future<Output = bool> + Send;
+    /// `true` for server-side stores; `false` for cookie mode, where every
+    /// write sends a new cookie, an old cookie opens until its deadline and
+    /// racing requests are last-response-wins (its documented semantics,
+    /// which the suite checks in place of the store's).
+    fn keeps_records(&self) -> bool {
+        true
+    }
+}
+
+/// The encrypted-cookie mode: nothing on the server to count or edit.
+#[derive(Clone)]
+pub struct SealedCookie;
+
+impl Harness for SealedCookie {
+    fn layer(&self) -> SessionLayer {
+        SessionLayer::encrypted_cookie(
+            typed_session::SigningKey::new(
+                b"the test suite's cookie sealing secret, 32+ bytes".to_vec(),
+            )
+            .unwrap(),
+        )
+    }
+
+    async fn count(&self) -> Option<usize> {
+        None
+    }
+
+    async fn delete(&self, _: &str) -> bool {
+        false
+    }
+
+    async fn rewrite(&self, _: &str, _: fn(String) -> String) -> bool {
+        false
+    }
+
+    fn keeps_records(&self) -> bool {
+        false
+    }
 }
 
 /// A server-side store and a way to count its live records, with whatever
