@@ -309,8 +309,10 @@ impl<S: SessionSchema> Core<S> {
         };
         match &result {
             // The session is gone: nothing is put back (a retry must not
-            // bring the old data back under a new id).
-            Ok(()) | Err(Error::Destroyed) => {}
+            // bring the old data back under a new id). A sealed session over
+            // the cookie budget would fail again: dropped, like a write over
+            // the size limit, so a handler that handled the error keeps its answer.
+            Ok(()) | Err(Error::Destroyed | Error::CookieTooLarge { .. }) => {}
             Err(_) => {
                 let mut st = self.lock();
                 st.changed |= pending.mask;

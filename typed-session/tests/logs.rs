@@ -248,3 +248,64 @@ async fn parse_failures_log_the_field_and_category_not_the_value() {
         );
     }
 }
+
+/// Cookie mode: every refused cookie is logged at debug level with its
+/// reason; no sealed value, secret or session content appears in any line.
+#[cfg(feature = "cookie-store")]
+#[tokio::test]
+async fn cookie_mode_logs_refusal_reasons_and_nothing_secret() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let clock = typed_session::clock::ManualClock::new();
+    let key = || SigningKey::new(SECRET.as_bytes().to_vec()).unwrap();
+    let layer = SessionLayer::encrypted_cookie(key())
+        .with_secure(false)
+        .with_clock(clock.clone())
+        .with_idle_timeout(Some(std::time::Duration::from_secs(60)));
+    let app = Router::new()
+        .route(
+            "/add",
+            post(|s: TypedSession<Logged>| async move {
+                s.update_cart(|c| c.push(PAYLOAD.to_owned())).unwrap();
+                "ok"
+            }),
+        )
+        .route(
+            "/read",
+            get(|s: TypedSession<Logged>| async move { format!("{:?}", s) }),
+        )
+        .layer(layer);
+    let server = serve(app).await;
+    let cookie = http_post(server.addr, "/add", None).await.cookie().unwrap();
+    let value = cookie.split_once('=').unwrap().1.to_owned();
+    let mut flipped = value.clone().into_bytes();
+    flipped[60] = if flipped[60] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for bad in [
+        format!("session={flipped}"),
+        format!("session={}", &value[..32]),
+        "session=***".to_owned(),
+    ] {
+        let res = request(server.addr, "GET", "/read", &[&bad]).await;
+        assert_eq!(res.status, 200);
+    }
+    let debug = http_get(server.addr, "/read", Some(&cookie)).await.body;
+    clock.advance(std::time::Duration::from_secs(120));
+    http_get(server.addr, "/read", Some(&cookie)).await; // expired
+
+    let lines = capture.0.lock().unwrap().clone();
+    let joined = lines.join("\n");
+    for expected in [
+        "reason=\"does not open (tampered, another cookie name or another secret)\"",
+        "reason=\"too short to be sealed\"",
+        "reason=\"not unpadded base64url\"",
+        "session expired",
+        "span session.load backend=\"SealedCookie\"",
+    ] {
+        assert!(joined.contains(expected), "missing {expected:?} in:\n{joined}");
+    }
+    for needle in [&value[..40], &flipped[..40], PAYLOAD, SECRET] {
+        assert!(!joined.contains(needle), "{needle:?} leaked:\n{joined}");
+        assert!(!debug.contains(needle), "{needle:?} in Debug: {debug}");
+    }
+}
