@@ -1,5 +1,6 @@
 //! The load-test server of the team's HTTP load harness (routes: `/login`,
-//! `/profile`, `/cart`, `/healthz`): `PORT=3101 bench_server --store memory|file|redis` (`REDIS_URL` for redis).
+//! `/profile`, `/cart`, `/healthz`): `PORT=3101 bench_server --store memory|file|redis|cookie` (`REDIS_URL` for redis,
+//! `SESSION_SECRET` for cookie, else a fixed load-test-only secret).
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use typed_session::store::{FileStore, MemoryStore, RedisStore};
-use typed_session::{SessionLayer, SessionSchema, SessionView, TypedSession};
+use typed_session::{SessionLayer, SessionSchema, SessionView, SigningKey, TypedSession};
 
 #[derive(Clone, Serialize, Deserialize)]
 struct Item {
@@ -79,7 +80,7 @@ fn store_flag() -> Result<String, String> {
                     store = v.to_owned();
                 } else {
                     return Err(format!(
-                        "unknown argument {other:?}; usage: bench_server [--store memory]"
+                        "unknown argument {other:?}; usage: bench_server [--store memory|file|redis|cookie]"
                     ));
                 }
             }
@@ -121,8 +122,19 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        "cookie" => {
+            let secret = std::env::var("SESSION_SECRET")
+                .unwrap_or_else(|_| "bench_server's load-test-only sealing secret".to_owned());
+            match SigningKey::new(secret.into_bytes()) {
+                Ok(key) => SessionLayer::encrypted_cookie(key),
+                Err(e) => {
+                    eprintln!("bench_server: SESSION_SECRET: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         other => {
-            eprintln!("bench_server: store {other:?} is not available yet (memory, file, redis)");
+            eprintln!("bench_server: unknown store {other:?} (memory, file, redis, cookie)");
             return ExitCode::from(2);
         }
     }

@@ -168,11 +168,12 @@ impl SessionLayer {
     ///
     /// let layer = SessionLayer::from_config(&SessionConfig::default()).unwrap();
     /// # let _ = layer;
+    /// // Cookie mode seals with the configured secret: none is an error.
     /// let mut cookie = SessionConfig::default();
     /// cookie.store = StoreConfig::Cookie(Default::default());
     /// assert_eq!(
     ///     SessionLayer::from_config(&cookie).unwrap_err(),
-    ///     ConfigError::DriverUnavailable("cookie", "cookie-store"),
+    ///     ConfigError::SecretRequired("cookie"),
     /// );
     /// ```
     pub fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {

@@ -40,6 +40,15 @@
 //! # let _ = app;
 //! ```
 //!
+//! # Backends
+//!
+//! Server-side stores keep the record and send only a (signed) id:
+//! [`store::MemoryStore`], `FileStore` (feature `file-store`), `RedisStore`
+//! (feature `redis-store`, one node or a Cluster), or your own
+//! [`store::SessionStore`]. Cookie mode (feature `cookie-store`,
+//! `SessionLayer::encrypted_cookie`) seals the whole session in the cookie
+//! instead. [`RevocationList`] ends every session of one user on any of them.
+//!
 //! # Attributes
 //!
 //! On the struct: `version = N`, `migrate(from = K, with = path)` for every

@@ -113,9 +113,9 @@ impl RevocationList {
     pub async fn revoke_all_at(&self, subject: &str, at: SystemTime) -> Result<(), StoreError> {
         let key = marker_key(&subject_digest(subject));
         let at_ms = unix_millis(at);
-        let expires = from_unix_millis(at_ms.saturating_add(
-            self.retention.as_millis().min(u128::from(u64::MAX)) as u64,
-        ));
+        let expires = from_unix_millis(
+            at_ms.saturating_add(self.retention.as_millis().min(u128::from(u64::MAX)) as u64),
+        );
         for _ in 0..MAX_TRIES {
             match self.store.load(&key).await? {
                 None => {
@@ -134,8 +134,7 @@ impl RevocationList {
                         current.revision + 1,
                         expires,
                     );
-                    if self.store.save(&key, record, current.revision).await?
-                        == SaveOutcome::Saved
+                    if self.store.save(&key, record, current.revision).await? == SaveOutcome::Saved
                     {
                         break;
                     }

@@ -150,7 +150,17 @@ fn the_backend_is_a_tagged_shape() {
     cookie.store = StoreConfig::Cookie(Default::default());
     assert_eq!(
         cookie.validate(),
-        Err(ConfigError::DriverUnavailable("cookie", "cookie-store"))
+        Err(ConfigError::SecretRequired("cookie")),
+        "cookie mode seals with the secret"
+    );
+    cookie.secrets = vec!["a secret for sealing cookies, 32 bytes or more".into()];
+    assert_eq!(
+        cookie.validate(),
+        if cfg!(feature = "cookie-store") {
+            Ok(())
+        } else {
+            Err(ConfigError::DriverUnavailable("cookie", "cookie-store"))
+        }
     );
     assert!(
         serde_json::from_str::<SessionConfig>(r#"{"store":{"driver":"memory","path":"x"}}"#)
@@ -260,16 +270,30 @@ fn from_env_reads_session_variables() {
     assert!(bad.contains("SESSION_SECURE"), "{bad}");
     let driver = from_env_in_child(&[("SESSION_DRIVER", "postgres")]);
     assert!(driver.contains("SESSION_DRIVER"), "{driver}");
-    let missing = from_env_in_child(&[("SESSION_DRIVER", "cookie")]);
-    assert_eq!(
-        missing,
-        "err session driver `cookie` needs the `cookie-store` feature of typed-session"
+    let keyless = from_env_in_child(&[("SESSION_DRIVER", "cookie")]);
+    assert!(
+        keyless.starts_with("err session driver `cookie` needs a secret"),
+        "{keyless}"
     );
-    let stray = from_env_in_child(&[("SESSION_COOKIE_COMPRESS", "true")]);
-    assert_eq!(
-        stray,
-        "err environment variable SESSION_COOKIE_COMPRESS configures the `cookie` session driver, which needs the `cookie-store` feature of typed-session"
-    );
+    let cookie = from_env_in_child(&[
+        ("SESSION_DRIVER", "cookie"),
+        ("SESSION_SECRET", SECRET),
+        ("SESSION_COOKIE_COMPRESS", "true"),
+    ]);
+    if cfg!(feature = "cookie-store") {
+        assert!(cookie.starts_with("ok "), "{cookie}");
+    } else {
+        assert_eq!(
+            cookie,
+            "err environment variable SESSION_COOKIE_COMPRESS configures the `cookie` session driver, which needs the `cookie-store` feature of typed-session"
+        );
+        let missing =
+            from_env_in_child(&[("SESSION_DRIVER", "cookie"), ("SESSION_SECRET", SECRET)]);
+        assert_eq!(
+            missing,
+            "err session driver `cookie` needs the `cookie-store` feature of typed-session"
+        );
+    }
     // REDIS_URL is common for other uses: read only with SESSION_DRIVER=redis.
     assert!(from_env_in_child(&[("REDIS_URL", "redis://127.0.0.1:1")]).starts_with("ok"));
     let cap = from_env_in_child(&[("SESSION_MEMORY_CAPACITY", "many")]);

@@ -83,24 +83,39 @@ async fn the_cookie_budget_is_a_typed_error_never_a_dropped_cookie() {
         largest = cookie.len();
         assert!(cookie.len() <= 4096, "{}", cookie.len());
     };
-    assert!(largest > 3500, "the budget is used, not undercut: {largest}");
+    assert!(
+        largest > 3500,
+        "the budget is used, not undercut: {largest}"
+    );
     assert_eq!(refused.status, 500);
     assert_eq!(refused.body, "session could not be saved");
-    assert!(refused.set_cookies().is_empty(), "the browser keeps its cookie");
+    assert!(
+        refused.set_cookies().is_empty(),
+        "the browser keeps its cookie"
+    );
     // A handler that saves gets the typed error naming the size and limit.
     let res = http_post(server.addr, "/note-save/400", Some(&cookie)).await;
     assert!(res.body.starts_with("too large: "), "{}", res.body);
     assert!(res.body.ends_with(" > 4096"), "{}", res.body);
     // The last good cookie still opens.
-    assert_eq!(http_get(server.addr, "/who", Some(&cookie)).await.status, 200);
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&cookie)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn compression_is_a_setting_that_shrinks_repetitive_sessions() {
     let plain = serve(routes().layer(layer())).await;
     let packed = serve(routes().layer(layer().with_cookie_compression(true))).await;
-    let a = http_post(plain.addr, "/note/2000", None).await.cookie().unwrap();
-    let b = http_post(packed.addr, "/note/2000", None).await.cookie().unwrap();
+    let a = http_post(plain.addr, "/note/2000", None)
+        .await
+        .cookie()
+        .unwrap();
+    let b = http_post(packed.addr, "/note/2000", None)
+        .await
+        .cookie()
+        .unwrap();
     assert!(b.len() * 4 < a.len(), "{} vs {}", b.len(), a.len());
     // Either server opens the other's cookie: the flag is sealed inside.
     let res = http_post(plain.addr, "/note/1", Some(&b)).await;
@@ -117,7 +132,10 @@ async fn a_value_moved_to_another_cookie_name_does_not_open() {
     let a = serve(routes().layer(layer().with_cookie_name("a"))).await;
     let b = serve(routes().layer(layer().with_cookie_name("b"))).await;
     let cookie = http_post(a.addr, "/login/5", None).await.cookie().unwrap();
-    assert_eq!(http_get(a.addr, "/who", Some(&cookie)).await.body, "Some(5)");
+    assert_eq!(
+        http_get(a.addr, "/who", Some(&cookie)).await.body,
+        "Some(5)"
+    );
     let moved = cookie.replacen("a=", "b=", 1);
     assert_eq!(http_get(b.addr, "/who", Some(&moved)).await.body, "None");
     // Another app's secret: does not open either.
@@ -137,7 +155,10 @@ async fn reads_reseal_at_most_once_per_tenth_of_the_idle_timeout() {
         .with_clock(clock.clone())
         .with_idle_timeout(Some(Duration::from_secs(30 * 60)));
     let server = serve(routes().layer(layer)).await;
-    let mut cookie = http_post(server.addr, "/login/1", None).await.cookie().unwrap();
+    let mut cookie = http_post(server.addr, "/login/1", None)
+        .await
+        .cookie()
+        .unwrap();
     let mut resealed = 0;
     // A read every minute for an hour: a new cookie every 3 minutes at most.
     for _ in 0..60 {
@@ -154,10 +175,22 @@ async fn reads_reseal_at_most_once_per_tenth_of_the_idle_timeout() {
 
 async fn revocation_on(layer: SessionLayer, list: RevocationList) {
     let server = serve(routes().layer(layer.with_revocation(list.clone()))).await;
-    let laptop = http_post(server.addr, "/login/1", None).await.cookie().unwrap();
-    let phone = http_post(server.addr, "/login/1", None).await.cookie().unwrap();
-    let other = http_post(server.addr, "/login/2", None).await.cookie().unwrap();
-    let anonymous = http_post(server.addr, "/note/3", None).await.cookie().unwrap();
+    let laptop = http_post(server.addr, "/login/1", None)
+        .await
+        .cookie()
+        .unwrap();
+    let phone = http_post(server.addr, "/login/1", None)
+        .await
+        .cookie()
+        .unwrap();
+    let other = http_post(server.addr, "/login/2", None)
+        .await
+        .cookie()
+        .unwrap();
+    let anonymous = http_post(server.addr, "/note/3", None)
+        .await
+        .cookie()
+        .unwrap();
     for c in [&laptop, &phone] {
         assert_eq!(http_get(server.addr, "/who", Some(c)).await.body, "Some(1)");
     }
@@ -170,15 +203,24 @@ async fn revocation_on(layer: SessionLayer, list: RevocationList) {
             "every session of user 1 ended, wherever its cookie is"
         );
     }
-    assert_eq!(http_get(server.addr, "/who", Some(&other)).await.body, "Some(2)");
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&other)).await.body,
+        "Some(2)"
+    );
     assert_eq!(
         http_get(server.addr, "/who", Some(&anonymous)).await.status,
         200
     );
     // Logging in again after the revocation works.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let again = http_post(server.addr, "/login/1", None).await.cookie().unwrap();
-    assert_eq!(http_get(server.addr, "/who", Some(&again)).await.body, "Some(1)");
+    let again = http_post(server.addr, "/login/1", None)
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&again)).await.body,
+        "Some(1)"
+    );
 }
 
 #[tokio::test]
@@ -202,7 +244,10 @@ async fn revocation_fails_closed_when_its_store_is_down() {
     let store = typed_session::store::FileStore::open(&dir).unwrap();
     let list = RevocationList::new(store);
     let server = serve(routes().layer(layer().with_revocation(list))).await;
-    let cookie = http_post(server.addr, "/login/1", None).await.cookie().unwrap();
+    let cookie = http_post(server.addr, "/login/1", None)
+        .await
+        .cookie()
+        .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::write(&dir, b"not a directory").unwrap();
     let res = http_get(server.addr, "/who", Some(&cookie)).await;
@@ -222,12 +267,21 @@ async fn configuration_names_the_driver_and_requires_a_secret() {
         SessionLayer::from_config(&config).unwrap_err(),
         ConfigError::SecretRequired("cookie")
     );
-    assert_eq!(config.validate(), Err(ConfigError::SecretRequired("cookie")));
+    assert_eq!(
+        config.validate(),
+        Err(ConfigError::SecretRequired("cookie"))
+    );
     config.secrets = vec!["a configured secret for cookie mode, 32+ bytes".into()];
     config.secure = false;
     let layer = SessionLayer::from_config(&config).unwrap();
     assert!(format!("{layer:?}").contains("SealedCookie"));
     let server = serve(routes().layer(layer)).await;
-    let cookie = http_post(server.addr, "/login/3", None).await.cookie().unwrap();
-    assert_eq!(http_get(server.addr, "/who", Some(&cookie)).await.body, "Some(3)");
+    let cookie = http_post(server.addr, "/login/3", None)
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&cookie)).await.body,
+        "Some(3)"
+    );
 }

@@ -302,7 +302,10 @@ async fn cookie_mode_logs_refusal_reasons_and_nothing_secret() {
         "session expired",
         "span session.load backend=\"SealedCookie\"",
     ] {
-        assert!(joined.contains(expected), "missing {expected:?} in:\n{joined}");
+        assert!(
+            joined.contains(expected),
+            "missing {expected:?} in:\n{joined}"
+        );
     }
     for needle in [&value[..40], &flipped[..40], PAYLOAD, SECRET] {
         assert!(!joined.contains(needle), "{needle:?} leaked:\n{joined}");

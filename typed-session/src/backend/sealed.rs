@@ -221,22 +221,26 @@ impl SealedCookie {
         if candidates.peek().is_none() {
             return Err(Refused::UnknownKey);
         }
-        let sealed = raw[PREFIX_BYTES..tag_at].to_vec();
+        // In place: the tag is checked before anything is decrypted, so a
+        // failed attempt leaves the bytes as they were for the next key.
         for (position, key) in candidates {
-            let mut attempt = sealed.clone();
             if Self::cipher(key)
-                .decrypt_inout_detached(&nonce, &self.aad, (&mut attempt[..]).into(), &tag)
+                .decrypt_inout_detached(
+                    &nonce,
+                    &self.aad,
+                    (&mut raw[PREFIX_BYTES..tag_at]).into(),
+                    &tag,
+                )
                 .is_ok()
             {
-                opened_with = Some((position, attempt));
+                opened_with = Some(position);
                 break;
             }
         }
-        let Some((position, plain)) = opened_with else {
+        let Some(position) = opened_with else {
             return Err(Refused::Forged);
         };
-        raw.clear();
-        let (lead, body) = plain.split_at(LEAD_BYTES);
+        let (lead, body) = raw[PREFIX_BYTES..tag_at].split_at(LEAD_BYTES);
         let flags = lead[0];
         if flags & !FLAG_DEFLATED != 0 {
             return Err(Refused::Malformed);
@@ -324,7 +328,8 @@ impl SealedCookie {
     /// A new id for the same record. The old value still opens until its
     /// deadline: nothing on the server remembers it.
     pub(crate) fn regenerate(&self, payload: &Payload) -> Result<Written, Error> {
-        self.written(SessionId::random(), payload).map(Written::Done)
+        self.written(SessionId::random(), payload)
+            .map(Written::Done)
     }
 
     pub(crate) fn cookie_value(&self, stored: &Stored) -> String {
@@ -475,7 +480,11 @@ mod tests {
             for bit in 0..8 {
                 let mut t = raw.clone();
                 t[i] ^= 1 << bit;
-                assert_eq!(open_err(&b, &enc(&t)), Refused::Forged, "byte {i} bit {bit}");
+                assert_eq!(
+                    open_err(&b, &enc(&t)),
+                    Refused::Forged,
+                    "byte {i} bit {bit}"
+                );
             }
         }
         // Another secret whose key id happens to differ, or another cookie name.
@@ -498,7 +507,31 @@ mod tests {
         let resealed = rotated.seal(&id, &payload("{}")).unwrap_or_default();
         assert!(!rotated.open(&resealed).map(|o| o.old_key).unwrap_or(true));
         assert!(retired.open(&resealed).is_ok());
-        assert!(retired.open(&value).is_err(), "the retired key opens nothing");
+        assert!(
+            retired.open(&value).is_err(),
+            "the retired key opens nothing"
+        );
+    }
+
+    /// Two secrets whose derived key ids collide (1 in 256): opening tries
+    /// both, and a failed attempt does not spoil the bytes for the next.
+    #[test]
+    fn colliding_key_ids_still_open() {
+        let base = backend(&[A]);
+        let id_a = base.keys.current().map(|k| k.id);
+        let other = (0..10_000)
+            .map(|i| format!("a candidate secret number {i:05}, 32+ bytes"))
+            .find(|s| backend(&[s.as_str()]).keys.current().map(|k| k.id) == id_a)
+            .unwrap_or_else(|| panic!("no collision in 10,000 secrets"));
+        let value = base
+            .seal(&SessionId::random(), &payload("{}"))
+            .unwrap_or_default();
+        let both = backend(&[other.as_str(), A]);
+        let opened = both.open(&value).unwrap_or_else(|r| panic!("{r:?}"));
+        assert!(
+            opened.old_key,
+            "opened by the second key after the first failed"
+        );
     }
 
     #[test]
@@ -514,8 +547,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         b.set_compress(true);
-        let sealed = b.seal(&id, &payload(&big)).unwrap_or_else(|e| panic!("{e}"));
-        assert!(sealed.len() < 400, "4 KB of one letter deflates: {}", sealed.len());
+        let sealed = b
+            .seal(&id, &payload(&big))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            sealed.len() < 400,
+            "4 KB of one letter deflates: {}",
+            sealed.len()
+        );
         let opened = b.open(&sealed).unwrap_or_else(|r| panic!("{r:?}"));
         assert_eq!(opened.data, payload(&big).data.to_vec());
         // Incompressible data is sealed as is (flag clear): no growth.
@@ -526,7 +565,9 @@ mod tests {
                 .collect()
         };
         let small = format!(r#"{{"n":"{noise}"}}"#);
-        let plain = backend(&[A]).seal(&id, &payload(&small)).unwrap_or_default();
+        let plain = backend(&[A])
+            .seal(&id, &payload(&small))
+            .unwrap_or_default();
         let maybe = b.seal(&id, &payload(&small)).unwrap_or_default();
         assert!(maybe.len() <= plain.len());
     }

@@ -573,7 +573,11 @@ pub async fn concurrent_writes_to_different_fields_all_survive<H: Harness>(h: H)
         // browser keeps whichever arrives last, with one field bumped.
         let body = http_get(addr, "/values", last.as_deref()).await.body;
         let (fields, _) = body.split_once(' ').expect("two parts");
-        assert_eq!(fields.split(',').filter(|v| *v == "1").count(), 1, "{fields}");
+        assert_eq!(
+            fields.split(',').filter(|v| *v == "1").count(),
+            1,
+            "{fields}"
+        );
         return;
     }
     let body = http_get(addr, "/values", Some(&cookie)).await.body;
