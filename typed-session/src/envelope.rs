@@ -1,6 +1,6 @@
 //! The stored form of a session: a JSON envelope
 //! `{"v":VERSION,"c":CREATED_MS,"t":TOUCHED_MS,"m":MAX_AGE_S,"s":"SUBJECT:SINCE_MS","d":{FIELD:VALUE,...}}`
-//! (`m` and `s` only when set).
+//! (`m` and `s` only when set; the framing lives in `header`).
 //!
 //! Fields are encoded and decoded one by one, so that one bad field gets its
 //! own `on_invalid` policy instead of failing the whole record, and so that a
@@ -8,93 +8,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Write as _;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{FieldError, LoadError, describe_for_log};
-use crate::header::{FieldMask, Header, Subject};
+use crate::header::{FieldMask, Header, RawEnvelope, write_header};
 use crate::schema::{OnInvalid, SessionSchema};
 use crate::store::TypedCache;
-
-#[derive(Deserialize)]
-struct RawEnvelope<'a> {
-    v: u32,
-    c: u64,
-    t: u64,
-    #[serde(default)]
-    m: Option<u64>,
-    #[serde(default, borrow)]
-    s: Option<&'a str>,
-    #[serde(borrow)]
-    d: &'a RawValue,
-}
-
-impl RawEnvelope<'_> {
-    fn header(&self) -> Result<Header, LoadError> {
-        let subject = match self.s {
-            None => None,
-            Some(s) => Some(parse_subject(s).ok_or_else(|| {
-                LoadError::Corrupt(de::Error::custom("malformed session subject"))
-            })?),
-        };
-        Ok(Header {
-            created: self.c,
-            touched: self.t,
-            max_age: self.m,
-            subject,
-        })
-    }
-}
-
-/// `HEX32:SINCE` as written by [`write_header`].
-fn parse_subject(s: &str) -> Option<Subject> {
-    let (hex, since) = s.split_once(':')?;
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut digest = [0u8; 16];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(Subject {
-        digest,
-        since: since.parse().ok()?,
-    })
-}
-
-/// An encoded record taken apart: what a backend with its own framing (the
-/// sealed cookie) keeps, without the JSON header's keys.
-#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
-pub(crate) struct Parts<'a> {
-    pub(crate) version: u32,
-    pub(crate) header: Header,
-    /// The JSON object of the fields.
-    pub(crate) data: &'a [u8],
-}
-
-/// Takes an encoded record apart.
-#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
-pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, LoadError> {
-    let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(LoadError::Corrupt)?;
-    Ok(Parts {
-        version: raw.v,
-        header: raw.header()?,
-        data: raw.d.get().as_bytes(),
-    })
-}
-
-/// Puts a record taken apart by [`parts`] back together.
-#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
-pub(crate) fn assemble(version: u32, header: &Header, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 96);
-    write_header(&mut out, version, header);
-    out.extend_from_slice(data);
-    out.push(b'}');
-    out
-}
 
 /// A decoded record: the value, the fields that loading changed (resets,
 /// migrations), and the header.
@@ -136,26 +58,6 @@ pub(crate) fn encode<S: SessionSchema>(
     }
     out.extend_from_slice(b"}}");
     Ok(out)
-}
-
-fn write_header(out: &mut Vec<u8>, version: u32, header: &Header) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "{{\"v\":{version},\"c\":{},\"t\":{}",
-        header.created, header.touched
-    );
-    if let Some(m) = header.max_age {
-        let _ = write!(out, ",\"m\":{m}");
-    }
-    if let Some(subject) = &header.subject {
-        out.extend_from_slice(b",\"s\":\"");
-        for b in subject.digest {
-            let _ = write!(out, "{b:02x}");
-        }
-        let _ = write!(out, ":{}\"", subject.since);
-    }
-    out.extend_from_slice(b",\"d\":");
 }
 
 pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadError> {

@@ -1,5 +1,16 @@
 //! What the runtime keeps beside a session's fields: its timestamps
-//! ([`Header`]) and the set of fields changed in this request ([`FieldMask`]).
+//! ([`Header`]), the set of fields changed in this request ([`FieldMask`]),
+//! and the stored envelope's framing around the fields
+//! `{"v":VERSION,"c":CREATED_MS,"t":TOUCHED_MS,"m":MAX_AGE_S,"s":"SUBJECT:SINCE_MS","d":{...}}`,
+//! which needs no schema (the sealed cookie re-frames it in binary).
+
+use std::io::Write as _;
+
+use serde::Deserialize;
+use serde::de;
+use serde_json::value::RawValue;
+
+use crate::error::LoadError;
 
 /// One bit per field (at most 128 fields).
 pub(crate) type FieldMask = u128;
@@ -37,4 +48,101 @@ impl Header {
             subject: None,
         }
     }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawEnvelope<'a> {
+    pub(crate) v: u32,
+    pub(crate) c: u64,
+    pub(crate) t: u64,
+    #[serde(default)]
+    pub(crate) m: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) s: Option<&'a str>,
+    #[serde(borrow)]
+    pub(crate) d: &'a RawValue,
+}
+
+impl RawEnvelope<'_> {
+    pub(crate) fn header(&self) -> Result<Header, LoadError> {
+        let subject = match self.s {
+            None => None,
+            Some(s) => Some(parse_subject(s).ok_or_else(|| {
+                LoadError::Corrupt(de::Error::custom("malformed session subject"))
+            })?),
+        };
+        Ok(Header {
+            created: self.c,
+            touched: self.t,
+            max_age: self.m,
+            subject,
+        })
+    }
+}
+
+/// `HEX32:SINCE` as written by [`write_header`].
+fn parse_subject(s: &str) -> Option<Subject> {
+    let (hex, since) = s.split_once(':')?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut digest = [0u8; 16];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(Subject {
+        digest,
+        since: since.parse().ok()?,
+    })
+}
+
+/// An encoded record taken apart: what a backend with its own framing (the
+/// sealed cookie) keeps, without the JSON header's keys.
+#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+pub(crate) struct Parts<'a> {
+    pub(crate) version: u32,
+    pub(crate) header: Header,
+    /// The JSON object of the fields.
+    pub(crate) data: &'a [u8],
+}
+
+/// Takes an encoded record apart.
+#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, LoadError> {
+    let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(LoadError::Corrupt)?;
+    Ok(Parts {
+        version: raw.v,
+        header: raw.header()?,
+        data: raw.d.get().as_bytes(),
+    })
+}
+
+/// Puts a record taken apart by [`parts`] back together.
+#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+pub(crate) fn assemble(version: u32, header: &Header, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 96);
+    write_header(&mut out, version, header);
+    out.extend_from_slice(data);
+    out.push(b'}');
+    out
+}
+
+pub(crate) fn write_header(out: &mut Vec<u8>, version: u32, header: &Header) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{{\"v\":{version},\"c\":{},\"t\":{}",
+        header.created, header.touched
+    );
+    if let Some(m) = header.max_age {
+        let _ = write!(out, ",\"m\":{m}");
+    }
+    if let Some(subject) = &header.subject {
+        out.extend_from_slice(b",\"s\":\"");
+        for b in subject.digest {
+            let _ = write!(out, "{b:02x}");
+        }
+        let _ = write!(out, ":{}\"", subject.since);
+    }
+    out.extend_from_slice(b",\"d\":");
 }

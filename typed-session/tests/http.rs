@@ -26,7 +26,10 @@ http_suite!(redis, redis_common::node_harness());
 #[cfg(feature = "redis-store")]
 http_suite!(redis_cluster, redis_common::cluster_harness());
 #[cfg(feature = "cookie-store")]
-http_suite!(cookie, common::harness::SealedCookie);
+#[path = "common/sealed.rs"]
+mod sealed_common;
+#[cfg(feature = "cookie-store")]
+http_suite!(cookie, sealed_common::SealedCookie);
 
 #[derive(SessionSchema)]
 struct App {

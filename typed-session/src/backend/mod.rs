@@ -163,9 +163,8 @@ impl Backend {
         match self {
             Backend::Server(b) => pending(b.discard(stored)),
             #[cfg(feature = "cookie-store")]
-            Backend::Sealed(b) => done({
-                let _ = (b, stored);
-            }),
+            // Nothing on the server to drop.
+            Backend::Sealed(_) => done(()),
         }
     }
 
@@ -231,10 +230,8 @@ impl Backend {
         match self {
             Backend::Server(b) => pending(b.destroy(stored)),
             #[cfg(feature = "cookie-store")]
-            Backend::Sealed(b) => done({
-                let _ = (b, stored);
-                Ok(())
-            }),
+            // The response removes the cookie; nothing else holds the session.
+            Backend::Sealed(_) => done(Ok(())),
         }
     }
 

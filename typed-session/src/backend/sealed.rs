@@ -24,9 +24,8 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 
 use super::seam::{Found, Loaded, Payload, Stored, Written};
 use crate::cookies::CookieIn;
-use crate::envelope;
 use crate::error::{Error, StoreError};
-use crate::header::{Header, Subject};
+use crate::header::{self, Header, Subject};
 use crate::id::SessionId;
 use crate::keys::{KeyRing, RingKey};
 
@@ -140,7 +139,7 @@ impl SealedCookie {
             ))));
         };
         // Our own encoding: taking it apart cannot fail.
-        let parts = envelope::parts(&payload.data).map_err(Error::Load)?;
+        let parts = header::parts(&payload.data).map_err(Error::Load)?;
         let mut body = Vec::with_capacity(BODY_HEAD_BYTES + 24 + parts.data.len());
         body.extend_from_slice(&parts.version.to_be_bytes());
         body.extend_from_slice(&parts.header.created.to_be_bytes());
@@ -260,7 +259,7 @@ impl SealedCookie {
         Ok(Opened {
             id: SessionId::from_bytes(id),
             expires_at,
-            data: envelope::assemble(version, &header, data),
+            data: header::assemble(version, &header, data),
             old_key: position > 0,
         })
     }
@@ -414,7 +413,7 @@ mod tests {
             }),
         };
         Payload {
-            data: Bytes::from(envelope::assemble(3, &header, data.as_bytes())),
+            data: Bytes::from(header::assemble(3, &header, data.as_bytes())),
             expires_at: 1_700_000_900_000,
             cache: None,
             established: false,

@@ -34,37 +34,6 @@ pub trait Harness: Clone + Send + Sync + 'static {
     }
 }
 
-/// The encrypted-cookie mode: nothing on the server to count or edit.
-#[derive(Clone)]
-pub struct SealedCookie;
-
-impl Harness for SealedCookie {
-    fn layer(&self) -> SessionLayer {
-        SessionLayer::encrypted_cookie(
-            typed_session::SigningKey::new(
-                b"the test suite's cookie sealing secret, 32+ bytes".to_vec(),
-            )
-            .unwrap(),
-        )
-    }
-
-    async fn count(&self) -> Option<usize> {
-        None
-    }
-
-    async fn delete(&self, _: &str) -> bool {
-        false
-    }
-
-    async fn rewrite(&self, _: &str, _: fn(String) -> String) -> bool {
-        false
-    }
-
-    fn keeps_records(&self) -> bool {
-        false
-    }
-}
-
 /// A server-side store and a way to count its live records, with whatever
 /// must live as long as it (a temporary directory).
 #[derive(Clone)]
