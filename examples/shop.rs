@@ -1,36 +1,43 @@
-//! The demo shop on its embedded default store, files under
-//! `storage/sessions` (`SESSION_FILE_PATH` overrides):
-//! `cargo run -p typed-session-examples --example shop`, then open
-//! <http://127.0.0.1:3000> (`PORT` overrides the port).
+//! The demo shop: `cargo run -p typed-session-examples --example shop`, then
+//! open <http://127.0.0.1:3000>. Configured from the environment: `PORT`,
+//! `SESSION_DRIVER=file|memory|redis|cookie` (default: files under
+//! `storage/sessions`), `SESSION_SECRET`, `SESSION_SECURE`, `SESSION_FILE_PATH`,
+//! `REDIS_URL` and the other `SESSION_*` variables of `SessionConfig::from_env`.
 
 use std::process::ExitCode;
 
-use typed_session::store::FileStore;
-use typed_session_examples::{demo_layer, shop_app};
+use typed_session_examples::{App, layer_from_env, shop_app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let dir = std::env::var("SESSION_FILE_PATH").unwrap_or_else(|_| "storage/sessions".to_owned());
-    let store = match FileStore::open(&dir) {
-        Ok(store) => store,
+    let (layer, notes) = match layer_from_env() {
+        Ok(found) => found,
         Err(e) => {
-            let cause = std::error::Error::source(&e)
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            eprintln!("shop: cannot use {dir:?} for sessions: {cause}");
-            return ExitCode::FAILURE;
+            eprintln!("shop: bad configuration: {e}");
+            return ExitCode::from(2);
         }
     };
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
-    let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await {
+    let port: u16 = match std::env::var("PORT").map(|p| p.parse()) {
+        Err(_) => 3000,
+        Ok(Ok(port)) => port,
+        Ok(Err(_)) => {
+            eprintln!("shop: bad configuration: environment variable PORT is not a port number");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("shop: cannot listen on 127.0.0.1:{port}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("typed-session shop on http://127.0.0.1:{port} (sessions in {dir})");
-    let served = axum::serve(listener, shop_app(demo_layer(store)))
+    let (store, warnings) = notes.split_first().map_or(("?", &[][..]), |(s, w)| (s.as_str(), w));
+    for warning in warnings {
+        eprintln!("shop: warning: {warning}");
+    }
+    println!("typed-session shop on http://127.0.0.1:{port} ({store})");
+    let served = axum::serve(listener, shop_app(layer, App::default()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

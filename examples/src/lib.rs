@@ -1,261 +1,248 @@
-//! The demo shop: a small axum app whose session is a typed struct.
+//! The demo shop: a small axum app whose session is a typed struct, with
+//! the flows session-backed web apps have: login (with a new session id),
+//! a cart, preferences, a multi-step registration, flash messages, page-view
+//! analytics; a JSON API under `/api` and HTML pages with CSRF-protected forms.
 //!
 //! `cargo run -p typed-session-examples --example shop` serves it on
-//! <http://127.0.0.1:3000> with its embedded default store: files under
-//! `storage/sessions` (`SESSION_FILE_PATH` overrides).
+//! <http://127.0.0.1:3000> with its embedded default store, files under
+//! `storage/sessions`; `SESSION_DRIVER=memory|file|redis|cookie` and the other
+//! `SESSION_*` variables choose another (see [`layer_from_env`]).
+
+mod api;
+mod pages;
+pub mod session;
+pub mod users;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Form};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use typed_session::store::SessionStore;
-use typed_session::{Flash, SessionLayer, SessionSchema, SessionView, TypedSession};
+use typed_session::{
+    SessionConfig, SessionLayer, StoreConfig, TypedSession, ValidationError,
+};
 
-/// One line of the cart.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CartItem {
-    /// Product name.
-    pub product: String,
-    /// How many.
-    pub qty: u32,
-}
+pub use session::{CartLine, Preferences, Registration, ShopSession};
+pub use users::{CATALOGUE, Product, Role, User, Users};
 
-/// Where a visitor is in the sign-up flow.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub enum Registration {
-    /// Not started.
-    #[default]
-    NotStarted,
-    /// Email given, name pending.
-    Step1 {
-        /// The email address.
-        email: String,
-    },
-    /// Done.
-    Complete {
-        /// The email address.
-        email: String,
-        /// The display name.
-        name: String,
-    },
-}
-
-/// The most lines a cart may hold.
-pub const MAX_CART_LINES: usize = 20;
-/// The longest product name, in characters.
-pub const MAX_PRODUCT_CHARS: usize = 64;
-/// The longest email address (RFC 5321's limit).
-pub const MAX_EMAIL_CHARS: usize = 254;
-/// The longest display name.
-pub const MAX_NAME_CHARS: usize = 100;
 /// The largest request body the shop reads (its forms are a few fields).
 pub const MAX_BODY_BYTES: usize = 4096;
 
-fn cart_within_limit(cart: &[CartItem]) -> Result<(), String> {
-    if cart.len() > MAX_CART_LINES {
-        return Err(format!("a cart holds at most {MAX_CART_LINES} lines"));
-    }
-    if cart.iter().any(|i| i.qty == 0 || i.qty > 99) {
-        return Err("quantities are 1 to 99".into());
-    }
-    if cart
-        .iter()
-        .any(|i| i.product.chars().count() > MAX_PRODUCT_CHARS)
-    {
-        return Err(format!(
-            "product names are at most {MAX_PRODUCT_CHARS} characters"
-        ));
-    }
-    Ok(())
+/// What every handler shares.
+#[derive(Clone, Debug, Default)]
+pub struct App {
+    /// The accounts.
+    pub users: Users,
 }
 
-fn registration_within_limits(r: &Registration) -> Result<(), String> {
-    let (email, name) = match r {
-        Registration::NotStarted => return Ok(()),
-        Registration::Step1 { email } => (email, ""),
-        Registration::Complete { email, name } => (email, name.as_str()),
-    };
-    if email.chars().count() > MAX_EMAIL_CHARS || !email.contains('@') {
-        return Err(format!(
-            "an email address has an @ and at most {MAX_EMAIL_CHARS} characters"
-        ));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!("a name is at most {MAX_NAME_CHARS} characters"));
-    }
-    Ok(())
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
-fn valid_user_id(id: &Option<u64>) -> Result<(), String> {
-    match id {
-        Some(0) => Err("user id 0 is never issued".into()),
-        _ => Ok(()),
-    }
+/// A fresh random token (for CSRF), 128 bits as hex.
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The session of the demo shop.
-#[derive(SessionSchema, Debug)]
-pub struct Shop {
-    /// Set at login only, together with a new session id.
-    #[session(readonly, validate = valid_user_id, on_invalid = "destroy")]
-    pub user_id: Option<u64>,
-    /// The cart, validated on every write and load.
-    #[session(validate = cart_within_limit)]
-    pub cart: Vec<CartItem>,
-    /// Messages for the next page.
-    #[session(flash)]
-    pub notices: Flash<String>,
-    /// The sign-up flow.
-    #[session(validate = registration_within_limits)]
-    pub registration: Registration,
+fn text_ok(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty() && t.chars().count() <= session::MAX_TEXT_CHARS
 }
 
-#[derive(Deserialize)]
-struct AddForm {
-    product: String,
+/// Why a request has no usable user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoUser {
+    /// Nobody signed in (2001).
+    Anonymous,
+    /// The account was deleted; the session has been destroyed (2002).
+    Gone,
 }
 
-#[derive(Deserialize)]
-struct EmailForm {
-    email: String,
-}
-
-#[derive(Deserialize)]
-struct NameForm {
-    name: String,
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn home(session: TypedSession<Shop>) -> Html<String> {
-    let notices: String = session
-        .notices()
-        .drain()
-        .iter()
-        .map(|n| format!("<li class=\"notice\">{}</li>", escape(n)))
-        .collect();
-    let user = match session.user_id() {
-        Some(id) => format!("<p id=\"user\">signed in as user {id}</p><form method=post action=/logout><button id=logout>log out</button></form>"),
-        None => "<p id=\"user\">anonymous</p><form method=post action=/login><button id=login>log in</button></form>".to_owned(),
-    };
-    let cart: String = session.with_cart(|cart| {
-        cart.iter()
-            .map(|i| format!("<li class=\"item\">{} × {}</li>", escape(&i.product), i.qty))
-            .collect()
-    });
-    let registration = match session.registration() {
-        Registration::NotStarted => "<form method=post action=/register/email><input name=email id=email><button id=register-email>next</button></form>".to_owned(),
-        Registration::Step1 { email } => format!("<p>email {}</p><form method=post action=/register/name><input name=name id=name><button id=register-name>finish</button></form>", escape(&email)),
-        Registration::Complete { email, name } => format!("<p id=\"registered\">registered {} &lt;{}&gt;</p>", escape(&name), escape(&email)),
-    };
-    Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>typed-session shop</title></head><body>\
-         <h1>typed-session shop</h1><ul id=notices>{notices}</ul>{user}\
-         <h2>cart</h2><ul id=cart>{cart}</ul>\
-         <form method=post action=/cart><input name=product id=product><button id=add>add</button></form>\
-         <h2>register</h2>{registration}</body></html>"
-    ))
-}
-
-async fn login(session: TypedSession<Shop>) -> Response {
-    // A new id and a fresh session at login, against session fixation and
-    // against data planted before it; the cart is carried over on purpose
-    // (the registration is not). The read-only user id can only be set here.
-    let result = session.regenerate_clear_with(|fresh, before| {
-        fresh.user_id = Some(1001);
-        fresh.cart = before.cart.clone();
-    });
-    match result {
-        Ok(()) => {
-            session.notices().push("welcome back".into());
-            Redirect::to("/").into_response()
+impl NoUser {
+    fn json(self) -> Response {
+        match self {
+            NoUser::Anonymous => api::fail(StatusCode::UNAUTHORIZED, 2001, "not logged in"),
+            NoUser::Gone => api::fail(
+                StatusCode::UNAUTHORIZED,
+                2002,
+                "your account no longer exists",
+            ),
         }
-        Err(e) => e.into_response(),
     }
 }
 
-async fn logout(session: TypedSession<Shop>) -> Redirect {
-    session.destroy();
-    session.notices().push("logged out".into());
-    Redirect::to("/")
+/// The signed-in user. The session holds only the id: a session whose
+/// account was deleted is destroyed here, so the client learns why (2002).
+fn current_user(app: &App, session: &TypedSession<ShopSession>) -> Result<User, NoUser> {
+    let id = session.user_id().ok_or(NoUser::Anonymous)?;
+    match app.users.get(id) {
+        Some(user) => Ok(user),
+        None => {
+            session.destroy();
+            Err(NoUser::Gone)
+        }
+    }
 }
 
-async fn add(session: TypedSession<Shop>, Form(form): Form<AddForm>) -> Response {
-    let product = form.product.trim().to_owned();
-    if product.is_empty() {
-        session.notices().push("name a product".into());
-        return Redirect::to("/").into_response();
+/// Refreshes the last-activity time, at most once a minute (so reads do
+/// not all write).
+fn touch_activity(session: &TypedSession<ShopSession>) {
+    let now = now_secs();
+    if session.last_activity().is_none_or(|t| now >= t + 60) {
+        let _ = session.set_last_activity(Some(now));
     }
-    let result = session.update_cart(
-        |cart| match cart.iter_mut().find(|i| i.product == product) {
-            Some(line) => line.qty += 1,
-            None => cart.push(CartItem {
-                product: product.clone(),
-                qty: 1,
-            }),
-        },
-    );
-    match result {
-        Ok(()) => session.notices().push(format!("added {product}")),
-        Err(e) => session.notices().push(e.message().to_owned()),
-    }
-    Redirect::to("/").into_response()
 }
 
-async fn register_email(session: TypedSession<Shop>, Form(form): Form<EmailForm>) -> Response {
-    if !form.email.contains('@') {
-        session
-            .notices()
-            .push("that is not an email address".into());
-        return Redirect::to("/").into_response();
-    }
-    if let Err(e) = session.set_registration(Registration::Step1 { email: form.email }) {
-        session.notices().push(e.message().to_owned());
-    }
-    Redirect::to("/").into_response()
+/// Signs `user` in: a new session id (against fixation), the account
+/// fields (read-only: settable only here), a new CSRF token, and the
+/// session bound to the user for revocation. The cart is kept; a finished
+/// sign-up is cleared when `registered`.
+fn sign_in(
+    session: &TypedSession<ShopSession>,
+    user: &User,
+    registered: bool,
+) -> Result<(), ValidationError> {
+    let now = now_secs();
+    session.regenerate_with(|s| {
+        s.user_id = Some(user.id);
+        s.email = Some(user.email.clone());
+        s.role = Some(user.role);
+        s.login_at = Some(now);
+        s.last_activity = Some(now);
+        s.csrf = new_token();
+        if registered {
+            s.registration = Registration::NotStarted;
+        }
+    })?;
+    session.set_subject(Some(&format!("user:{}", user.id)));
+    session.success().push(format!("welcome, {}", user.name));
+    Ok(())
 }
 
-async fn register_name(session: TypedSession<Shop>, Form(form): Form<NameForm>) -> Response {
-    let Registration::Step1 { email } = session.registration() else {
-        return (StatusCode::CONFLICT, "start with your email").into_response();
-    };
-    match session.set_registration(Registration::Complete {
+/// Why the sign-up could not complete.
+enum RegisterError {
+    NoStep2,
+    EmailTaken,
+    Session(ValidationError),
+}
+
+/// Creates the account of a finished sign-up and signs it in.
+fn complete_registration(
+    app: &App,
+    session: &TypedSession<ShopSession>,
+) -> Result<User, RegisterError> {
+    let Registration::Step2 {
+        name,
         email,
-        name: form.name,
-    }) {
-        Ok(()) => session.notices().push("registered".into()),
-        Err(e) => session.notices().push(e.message().to_owned()),
-    }
-    Redirect::to("/").into_response()
+        street,
+        city,
+        zip,
+    } = session.registration()
+    else {
+        return Err(RegisterError::NoStep2);
+    };
+    let user = app
+        .users
+        .create(&name, &email, format!("{street}, {zip} {city}"))
+        .ok_or(RegisterError::EmailTaken)?;
+    sign_in(session, &user, true).map_err(RegisterError::Session)?;
+    Ok(user)
 }
 
-async fn cart_json(session: SessionView<Shop>) -> axum::Json<Vec<CartItem>> {
-    axum::Json(session.cart())
+/// The cart with names, prices and the total, as the API returns it.
+pub fn cart_summary(cart: &[CartLine]) -> Value {
+    let mut total = 0u64;
+    let items: Vec<Value> = cart
+        .iter()
+        .filter_map(|line| {
+            let p = users::product(line.product_id)?;
+            let line_total = p.price_cents * u64::from(line.quantity);
+            total += line_total;
+            Some(json!({
+                "productId": p.id,
+                "name": p.name,
+                "quantity": line.quantity,
+                "unitPriceCents": p.price_cents,
+                "lineTotalCents": line_total,
+            }))
+        })
+        .collect();
+    json!({ "items": items, "totalCents": total })
 }
 
-/// The shop's routes over `layer`.
-pub fn shop_app(layer: SessionLayer) -> Router {
+/// The shop's routes over `layer`, with `app`'s accounts; `/healthz` is
+/// outside the session layer.
+pub fn shop_app(layer: SessionLayer, app: App) -> Router {
     Router::new()
-        .route("/", get(home))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .route("/cart", post(add).get(cart_json))
-        .route("/register/email", post(register_email))
-        .route("/register/name", post(register_name))
+        .route("/api/login", post(api::login))
+        .route("/api/logout", post(api::logout))
+        .route("/api/me", get(api::me).delete(api::delete_me))
+        .route(
+            "/api/cart",
+            get(api::cart).post(api::add_to_cart).delete(api::clear_cart),
+        )
+        .route(
+            "/api/preferences",
+            get(api::preferences).put(api::put_preferences),
+        )
+        .route("/api/register/step1", post(api::register_step1))
+        .route("/api/register/step2", post(api::register_step2))
+        .route("/api/register/complete", post(api::register_complete))
+        .route("/api/flash", get(api::flash))
+        .route("/api/stats", get(api::stats))
+        .merge(pages::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(layer)
+        .with_state(app)
         .route("/healthz", get(|| async { "ok" }))
 }
 
-/// The layer the demo runs with over `store`; `Secure` off because the demo
-/// is served over plain `http://127.0.0.1` (never do this in production).
+/// The layer the demo's tests run over `store`; `Secure` off because the
+/// demo is served over plain `http://127.0.0.1` (never do this in production).
 pub fn demo_layer(store: impl SessionStore) -> SessionLayer {
     SessionLayer::new(store).with_secure(false)
+}
+
+/// The demo's session layer from the environment (`SessionConfig::from_env`),
+/// and a line describing it. Without `SESSION_DRIVER`, the embedded default:
+/// the file store in `SESSION_FILE_PATH` or `storage/sessions`. Without
+/// `SESSION_SECRET`, a random development secret (returned as a warning:
+/// sessions do not survive a restart). Without `SESSION_SECURE`, `Secure`
+/// is off, since the demo serves plain HTTP on 127.0.0.1.
+pub fn layer_from_env() -> Result<(SessionLayer, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    let mut config = SessionConfig::from_env().map_err(|e| e.to_string())?;
+    let var = |name: &str| std::env::var_os(name).is_some();
+    if !var("SESSION_DRIVER") {
+        let mut file = typed_session::FileConfig::default();
+        if let Some(path) = std::env::var_os("SESSION_FILE_PATH") {
+            file.path = path.into();
+        }
+        config.store = StoreConfig::File(file);
+    }
+    if !var("SESSION_SECURE") {
+        config.secure = false;
+    }
+    if config.secrets.is_empty() {
+        let bytes: [u8; 32] = rand::random();
+        config.secrets = vec![bytes.iter().map(|b| format!("{b:02x}")).collect()];
+        warnings.push(
+            "SESSION_SECRET is not set: using a random development secret; sessions end when the process stops"
+                .to_owned(),
+        );
+    }
+    let store = match &config.store {
+        StoreConfig::File(f) => format!("file store in {}", f.path.display()),
+        StoreConfig::Redis(r) => format!("redis store at {}", r.url),
+        other => format!("{} store", other.driver()),
+    };
+    let layer = SessionLayer::from_config(&config).map_err(|e| e.to_string())?;
+    Ok((layer, vec![store].into_iter().chain(warnings).collect()))
 }
