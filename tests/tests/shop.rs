@@ -1,33 +1,143 @@
-//! The demo shop end to end: the example's router on 127.0.0.1, driven by a
-//! raw HTTP client as a browser would (cookies followed by hand).
+//! The demo shop end to end over a real socket, on every backend: memory,
+//! file (a temporary directory), Redis (a redis-server the test starts on a
+//! free loopback port) and the encrypted cookie. Every route of the JSON
+//! API, the HTML forms with their CSRF tokens, and the v1 -> v2 migration.
 
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../typed-session/tests/common/mod.rs"]
 mod common;
+#[path = "../../typed-session/tests/common/redis.rs"]
+mod redis_common;
 
-use common::{Response, request, serve};
-use typed_session::store::MemoryStore;
-use typed_session_examples::{demo_layer, shop_app};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-/// A browser: keeps the session cookie it is given.
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use typed_session::store::{FileStore, MemoryStore, Record, RedisStore, SessionStore};
+use typed_session::{SessionId, SessionLayer, SigningKey};
+use typed_session_examples::{App, demo_layer, shop_app};
+
+use common::harness::TempDir;
+use common::{Response, parse, serve};
+
+/// A backend of the shop under test, and what must live as long as it.
+enum Backend {
+    Memory(MemoryStore),
+    File(FileStore, #[allow(dead_code)] TempDir),
+    Redis(RedisStore),
+    Cookie,
+}
+
+impl Backend {
+    fn memory() -> Self {
+        Backend::Memory(MemoryStore::new())
+    }
+
+    fn file() -> Self {
+        let dir = TempDir::new("shop");
+        Backend::File(FileStore::open(dir.path().join("sessions")).unwrap(), dir)
+    }
+
+    fn redis() -> Self {
+        let store = RedisStore::new(&redis_common::node().url())
+            .unwrap()
+            .with_prefix(redis_common::prefix());
+        Backend::Redis(store)
+    }
+
+    fn layer(&self) -> SessionLayer {
+        match self {
+            Backend::Memory(s) => demo_layer(s.clone()),
+            Backend::File(s, _) => demo_layer(s.clone()),
+            Backend::Redis(s) => demo_layer(s.clone()),
+            Backend::Cookie => SessionLayer::encrypted_cookie(
+                SigningKey::new(b"the shop test's cookie secret, 32 bytes or more".to_vec())
+                    .unwrap(),
+            )
+            .with_secure(false),
+        }
+    }
+
+    fn store(&self) -> Option<&dyn StoreAccess> {
+        match self {
+            Backend::Memory(s) => Some(s),
+            Backend::File(s, _) => Some(s),
+            Backend::Redis(s) => Some(s),
+            Backend::Cookie => None,
+        }
+    }
+}
+
+/// Writing a record straight into a store, as an earlier version of the app did.
+trait StoreAccess: Sync {
+    fn put<'a>(
+        &'a self,
+        id: &'a SessionId,
+        data: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+    fn get<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>>;
+}
+
+impl<T: SessionStore> StoreAccess for T {
+    fn put<'a>(
+        &'a self,
+        id: &'a SessionId,
+        data: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let expires = std::time::SystemTime::now() + Duration::from_secs(3600);
+            assert!(self.create(&id.key(), Record::new(data, 1, expires)).await.unwrap());
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.load(&id.key())
+                .await
+                .unwrap()
+                .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+        })
+    }
+}
+
+/// A browser: follows `Set-Cookie`, sends JSON or forms.
 struct Browser {
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     cookie: Option<String>,
 }
 
 impl Browser {
-    async fn send(&mut self, method: &str, path: &str, form: Option<&str>) -> Response {
-        let path = match form {
-            Some(f) => format!("{path}?{f}"),
-            None => path.to_owned(),
-        };
-        let cookies: Vec<&str> = self.cookie.as_deref().into_iter().collect();
-        let res = if let Some(form) = form {
-            form_request(self.addr, method, &path, form, &cookies).await
-        } else {
-            request(self.addr, method, &path, &cookies).await
-        };
+    fn new(addr: SocketAddr) -> Self {
+        Browser { addr, cookie: None }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, body: Option<(&str, String)>) -> Response {
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (ctype, body) = body.unwrap_or(("text/plain", String::new()));
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(c) = &self.cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let res = parse(&raw);
         if res.removes_cookie() {
             self.cookie = None;
         } else if let Some(c) = res.cookie() {
@@ -36,181 +146,293 @@ impl Browser {
         res
     }
 
-    async fn page(&mut self) -> String {
-        let res = self.send("GET", "/", None).await;
-        assert_eq!(res.status, 200);
-        res.body
+    /// A JSON call: the status and the parsed body.
+    async fn api(&mut self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| ("application/json", b.to_string()));
+        let res = self.send(method, path, body).await;
+        let value = serde_json::from_str(&res.body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}: {:?}", res.body));
+        (res.status, value)
+    }
+
+    async fn get(&mut self, path: &str) -> Response {
+        self.send("GET", path, None).await
+    }
+
+    /// Posts a form with `fields`, adding the page's CSRF token unless `csrf` is false.
+    async fn form(&mut self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Response {
+        let mut pairs: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect();
+        if csrf {
+            // The cart page always has forms (and so the token).
+            let page = self.get("/cart").await.body;
+            pairs.push(format!("csrf={}", token_in(&page)));
+        }
+        self.send(
+            "POST",
+            path,
+            Some(("application/x-www-form-urlencoded", pairs.join("&"))),
+        )
+        .await
     }
 }
 
-async fn form_request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    form: &str,
-    cookies: &[&str],
-) -> Response {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let path = path.split('?').next().unwrap_or(path);
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-        form.len()
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn token_in(page: &str) -> String {
+    let at = page.find("name=csrf value=\"").expect("a CSRF field") + 17;
+    page[at..at + 32].to_owned()
+}
+
+/// The messages of one flash list on a page.
+fn flash_on(page: &str, id: &str) -> Vec<String> {
+    let start = page.find(&format!("<ul id={id} class=flash>")).unwrap();
+    let list = &page[start..];
+    let list = &list[..list.find("</ul>").unwrap()];
+    list.split("<li>")
+        .skip(1)
+        .map(|m| m.trim_end_matches("</li>").to_owned())
+        .collect()
+}
+
+async fn every_api_route(backend: Backend) {
+    let server = serve(shop_app(backend.layer(), App::default())).await;
+    let mut b = Browser::new(server.addr);
+    let healthz = b.get("/healthz").await;
+    assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok"));
+    assert!(healthz.set_cookies().is_empty());
+
+    assert_eq!(b.api("GET", "/api/me", None).await.1["code"], 2001);
+    let (status, body) = b
+        .api("POST", "/api/login", Some(json!({"email": "alice@example.com", "password": "nope"})))
+        .await;
+    assert_eq!((status, body["code"].clone()), (401, json!(2003)));
+
+    // An anonymous cart, then a login: a new session id, the cart kept.
+    let (status, cart) = b
+        .api("POST", "/api/cart", Some(json!({"productId": 2, "quantity": 1})))
+        .await;
+    assert_eq!((status, cart["code"].clone()), (200, json!(1000)));
+    let anonymous = b.cookie.clone().unwrap();
+    let (status, body) = b
+        .api(
+            "POST",
+            "/api/login",
+            Some(json!({"email": "alice@example.com", "password": "alice-password"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["role"], "admin");
+    assert_ne!(b.cookie.as_deref(), Some(anonymous.as_str()), "a new id at login");
+    let (_, me) = b.api("GET", "/api/me", None).await;
+    assert_eq!((me["code"].clone(), me["user"]["id"].clone()), (json!(1000), json!(1)));
+    assert!(me["loginAt"].as_u64().unwrap() > 1_700_000_000);
+
+    // Flash: shown once.
+    let (_, flash) = b.api("GET", "/api/flash", None).await;
+    assert_eq!(flash["success"], json!(["welcome, Alice"]));
+    assert_eq!(b.api("GET", "/api/flash", None).await.1["success"], json!([]));
+
+    // Cart: adding a product again adds to its line; the total follows.
+    let (_, cart) = b
+        .api("POST", "/api/cart", Some(json!({"productId": 2, "quantity": 2})))
+        .await;
+    assert_eq!(cart["items"][0]["quantity"], 3);
+    let (_, cart) = b
+        .api("POST", "/api/cart", Some(json!({"productId": 1, "quantity": 4})))
+        .await;
+    assert_eq!(cart["totalCents"], 3 * 2999 + 4 * 450);
+    let (status, body) = b
+        .api("POST", "/api/cart", Some(json!({"productId": 99, "quantity": 1})))
+        .await;
+    assert_eq!((status, body["code"].clone()), (404, json!(4004)));
+    let (status, body) = b
+        .api("POST", "/api/cart", Some(json!({"productId": 1, "quantity": 0})))
+        .await;
+    assert_eq!((status, body["field"].clone()), (422, json!("quantity")));
+    let (_, cart) = b.api("GET", "/api/cart", None).await;
+    assert_eq!(cart["items"].as_array().unwrap().len(), 2);
+    let (_, cart) = b.api("DELETE", "/api/cart", None).await;
+    assert_eq!((cart["items"].clone(), cart["totalCents"].clone()), (json!([]), json!(0)));
+
+    // Preferences: defaults, a valid change, a refused one naming the field.
+    let (_, prefs) = b.api("GET", "/api/preferences", None).await;
+    assert_eq!(
+        prefs["preferences"],
+        json!({"language": "en", "theme": "light", "timezone": "UTC", "notifications": true})
     );
-    for c in cookies {
-        req.push_str(&format!("Cookie: {c}\r\n"));
+    let dark = json!({"language": "de", "theme": "dark", "timezone": "Europe/Berlin", "notifications": false});
+    assert_eq!(b.api("PUT", "/api/preferences", Some(dark.clone())).await.1["preferences"], dark);
+    for (field, bad) in [
+        ("language", json!({"language": "xx", "theme": "dark", "timezone": "UTC", "notifications": true})),
+        ("theme", json!({"language": "en", "theme": "neon", "timezone": "UTC", "notifications": true})),
+        ("timezone", json!({"language": "en", "theme": "dark", "timezone": "Mars", "notifications": true})),
+    ] {
+        let (status, body) = b.api("PUT", "/api/preferences", Some(bad)).await;
+        assert_eq!((status, body["field"].clone()), (422, json!(field)));
     }
-    req.push_str("\r\n");
-    req.push_str(form);
-    stream.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    common::parse(&raw)
+    assert_eq!(b.api("GET", "/api/preferences", None).await.1["preferences"], dark);
+
+    // Page views: every HTML page counts.
+    assert_eq!(b.api("GET", "/api/stats", None).await.1["pageViews"], 0);
+    b.get("/").await;
+    b.get("/cart").await;
+    assert_eq!(b.api("GET", "/api/stats", None).await.1["pageViews"], 2);
+
+    // The account deleted: the next /api/me ends the session (2002), then 2001.
+    let (_, gone) = b.api("DELETE", "/api/me", None).await;
+    assert_eq!(gone["deleted"], 1);
+    let (status, body) = b.api("GET", "/api/me", None).await;
+    assert_eq!((status, body["code"].clone()), (401, json!(2002)));
+    assert_eq!(b.api("GET", "/api/me", None).await.1["code"], 2001);
+
+    // Registration, in order only; completing it creates the user and logs in.
+    let mut r = Browser::new(server.addr);
+    let step2 = json!({"street": "1 Tea Street", "city": "Leeds", "zip": "LS1 1AA"});
+    let (status, body) = r.api("POST", "/api/register/step2", Some(step2.clone())).await;
+    assert_eq!((status, body["code"].clone()), (400, json!(3001)));
+    let (status, body) = r.api("POST", "/api/register/complete", None).await;
+    assert_eq!((status, body["code"].clone()), (400, json!(3002)));
+    let (status, body) = r
+        .api("POST", "/api/register/step1", Some(json!({"name": "Carol", "email": "not-an-email"})))
+        .await;
+    assert_eq!((status, body["field"].clone()), (422, json!("email")));
+    let (status, _) = r
+        .api("POST", "/api/register/step1", Some(json!({"name": "Carol", "email": "carol@example.com"})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(r.api("POST", "/api/register/complete", None).await.1["code"], 3002);
+    assert_eq!(r.api("POST", "/api/register/step2", Some(step2)).await.0, 200);
+    let (status, body) = r.api("POST", "/api/register/complete", None).await;
+    assert_eq!(status, 200, "{body}");
+    let carol = body["user"]["id"].clone();
+    let (_, me) = r.api("GET", "/api/me", None).await;
+    assert_eq!((me["user"]["id"].clone(), me["user"]["role"].clone()), (carol, json!("customer")));
+    assert!(r.get("/register").await.body.contains("step 1 of 3"), "registration cleared");
+
+    // Logout ends the session.
+    let (status, _) = r.api("POST", "/api/logout", None).await;
+    assert_eq!(status, 200);
+    assert!(r.cookie.is_none(), "the cookie is removed");
+    assert_eq!(r.api("GET", "/api/me", None).await.1["code"], 2001);
 }
 
-#[tokio::test]
-async fn shopping_flow() {
-    shopping_flow_on(demo_layer(MemoryStore::new())).await;
-}
+async fn html_forms_with_csrf(backend: Backend) {
+    let server = serve(shop_app(backend.layer(), App::default())).await;
+    let mut b = Browser::new(server.addr);
+    let home = b.get("/").await;
+    assert!(home.body.contains("anonymous"));
+    let login = [("email", "bob@example.com"), ("password", "bob-password")];
+    let refused = b.form("/login", &login, false).await;
+    assert_eq!((refused.status, refused.body.as_str()), (403, "invalid or missing CSRF token"));
+    let wrong = b
+        .form("/login", &[("email", "bob@example.com"), ("password", "bob-password"), ("csrf", "0000")], false)
+        .await;
+    assert_eq!(wrong.status, 403);
+    let res = b.form("/login", &login, true).await;
+    assert_eq!((res.status, res.header("location")), (303, Some("/")));
+    let page = b.get("/").await.body;
+    assert!(page.contains("signed in as bob@example.com"), "{page}");
+    assert_eq!(flash_on(&page, "flash-success"), ["welcome, Bob"]);
+    assert!(flash_on(&b.get("/").await.body, "flash-success").is_empty(), "once");
 
-/// The demo's embedded default: sessions in files.
-#[tokio::test]
-async fn shopping_flow_on_the_file_store() {
-    let dir = common::harness::TempDir::new("shop");
-    let store = typed_session::store::FileStore::open(dir.path()).expect("file store");
-    shopping_flow_on(demo_layer(store)).await;
-}
+    let res = b.form("/cart/add", &[("product_id", "3"), ("quantity", "2")], true).await;
+    assert_eq!(res.header("location"), Some("/cart"));
+    let cart = b.get("/cart").await.body;
+    assert!(cart.contains("Teapot × 2"), "{cart}");
+    assert_eq!(flash_on(&cart, "flash-success"), ["added 2 × Teapot"]);
+    b.form("/cart/add", &[("product_id", "3"), ("quantity", "500")], true).await;
+    assert_eq!(flash_on(&b.get("/cart").await.body, "flash-error"), ["quantity: 1 to 99"]);
 
-async fn shopping_flow_on(layer: typed_session::SessionLayer) {
-    let server = serve(shop_app(layer)).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
-    };
+    b.form("/preferences", &[("language", "fr"), ("theme", "dark"), ("timezone", "UTC")], true)
+        .await;
+    let prefs = b.get("/preferences").await.body;
+    assert!(prefs.contains("<body class=dark>") && prefs.contains("value=\"fr\""), "{prefs}");
+    b.form("/preferences", &[("language", "fr"), ("theme", "<script>"), ("timezone", "UTC")], true)
+        .await;
+    let prefs = b.get("/preferences").await.body;
+    assert_eq!(flash_on(&prefs, "flash-error"), ["theme: light or dark"]);
+    assert!(!prefs.contains("<script>"));
 
-    let page = b.page().await;
-    assert!(page.contains("anonymous"));
-    assert!(b.cookie.is_none(), "looking creates no session");
-
-    let res = b.send("POST", "/cart", Some("product=tea")).await;
+    let res = b.form("/logout", &[], true).await;
     assert_eq!(res.status, 303);
-    let anonymous_cookie = b
-        .cookie
-        .clone()
-        .expect("the first write creates the session");
-    let page = b.page().await;
-    assert!(
-        page.contains("tea × 1") && page.contains("added tea"),
-        "{page}"
-    );
-    assert!(
-        !b.page().await.contains("added tea"),
-        "a flash message shows once"
-    );
-
-    b.send("POST", "/login", None).await;
-    assert_ne!(
-        b.cookie.as_ref(),
-        Some(&anonymous_cookie),
-        "login regenerates the id"
-    );
-    let page = b.page().await;
-    assert!(
-        page.contains("user 1001") && page.contains("welcome back") && page.contains("tea × 1"),
-        "{page}"
-    );
-
-    b.send("POST", "/register/email", Some("email=a%40b.test"))
-        .await;
-    b.send("POST", "/register/name", Some("name=Ada")).await;
-    assert!(b.page().await.contains("registered Ada &lt;a@b.test&gt;"));
-
-    let json = b.send("GET", "/cart", None).await;
-    assert_eq!(json.body, r#"[{"product":"tea","qty":1}]"#);
-
-    b.send("POST", "/logout", None).await;
-    let page = b.page().await;
-    assert!(
-        page.contains("anonymous") && page.contains("logged out"),
-        "{page}"
-    );
-    assert!(!page.contains("tea"), "{page}");
-
-    // The pre-login cookie died at login.
-    let old = request(server.addr, "GET", "/cart", &[&anonymous_cookie]).await;
-    assert_eq!(old.body, "[]");
+    let page = b.get("/").await.body;
+    assert!(page.contains("anonymous") && flash_on(&page, "flash-success") == ["logged out"]);
+    assert!(!b.get("/cart").await.body.contains("class=item"), "the cart ended with the session");
 }
 
-#[tokio::test]
-async fn invalid_writes_are_refused_with_the_rule_message() {
-    let server = serve(shop_app(demo_layer(MemoryStore::new()))).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
+async fn v1_sessions_are_migrated(backend: Backend) {
+    let Some(store) = backend.store() else { return };
+    let fixture = include_str!("../../examples/fixtures/session-v1.json");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let record = fixture
+        .trim()
+        .replace("1795471653023", &now.to_string());
+    let id = SessionId::from_cookie_value("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+    store.put(&id, record).await;
+    let server = serve(shop_app(backend.layer(), App::default())).await;
+    let mut b = Browser::new(server.addr);
+    b.cookie = Some(format!("session={}", id.expose()));
+    let (_, cart) = b.api("GET", "/api/cart", None).await;
+    assert_eq!(
+        cart["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["name"].as_str().unwrap().to_owned(), i["quantity"].as_u64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("Green tea".to_owned(), 2), ("Kettle".to_owned(), 1)],
+        "v1 names mapped to catalogue ids, the unknown one dropped"
+    );
+    assert_eq!(b.api("GET", "/api/me", None).await.1["code"], 2001, "v1's made-up login dropped");
+    let stored = store.get(&id).await.unwrap();
+    assert!(stored.starts_with("{\"v\":2,"), "written back as v2: {stored}");
+    let (_, flash) = b.api("GET", "/api/flash", None).await;
+    assert_eq!(flash["success"], json!(["welcome back"]), "v1 notices became success messages");
+    assert!(b.get("/register").await.body.contains("step 2 of 3, new"));
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident => $backend:expr),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn every_api_route() {
+                    super::every_api_route($backend).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn html_forms_with_csrf() {
+                    super::html_forms_with_csrf($backend).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v1_sessions_are_migrated() {
+                    super::v1_sessions_are_migrated($backend).await;
+                }
+            }
+        )*
     };
-    for i in 0..20 {
-        b.send("POST", "/cart", Some(&format!("product=p{i}")))
-            .await;
-    }
-    b.send("POST", "/cart", Some("product=one-too-many")).await;
-    let page = b.page().await;
-    assert!(page.contains("a cart holds at most 20 lines"), "{page}");
-    assert!(!page.contains("one-too-many ×"), "{page}");
-    let res = b.send("POST", "/register/name", Some("name=x")).await;
-    assert_eq!(res.status, 409);
 }
 
-/// Finding: the demo accepted 2 MB form fields into the cart, the email and
-/// the name. Every input is bounded now, by the body limit and by the
-/// session's own rules (which also run on load).
-#[tokio::test]
-async fn every_input_is_bounded() {
-    let server = serve(shop_app(demo_layer(MemoryStore::new()))).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
-    };
-    let huge = format!("product={}", "x".repeat(2 * 1024 * 1024));
-    let res = b.send("POST", "/cart", Some(&huge)).await;
-    assert_eq!(res.status, 413, "the body limit refuses 2 MB");
-    let long = format!("product={}", "p".repeat(65));
-    b.send("POST", "/cart", Some(&long)).await;
-    let page = b.page().await;
-    assert!(
-        page.contains("product names are at most 64 characters"),
-        "{page}"
-    );
-    assert!(!page.contains("pppp"), "{page}");
-    let email = format!("email={}%40example.test", "e".repeat(300));
-    b.send("POST", "/register/email", Some(&email)).await;
-    let page = b.page().await;
-    assert!(page.contains("at most 254 characters"), "{page}");
-    b.send("POST", "/register/email", Some("email=a%40b.test"))
-        .await;
-    let name = format!("name={}", "n".repeat(101));
-    b.send("POST", "/register/name", Some(&name)).await;
-    assert!(b.page().await.contains("a name is at most 100 characters"));
-}
-
-/// Finding: data planted before login carried into the signed-in session.
-/// The demo's login starts from a fresh session and carries the cart over
-/// on purpose; a half-done registration does not survive it.
-#[tokio::test]
-async fn login_keeps_the_cart_and_drops_the_rest() {
-    let server = serve(shop_app(demo_layer(MemoryStore::new()))).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
-    };
-    b.send("POST", "/cart", Some("product=tea")).await;
-    b.send("POST", "/register/email", Some("email=planted%40evil.test"))
-        .await;
-    assert!(b.page().await.contains("planted@evil.test"));
-    b.send("POST", "/login", None).await;
-    let page = b.page().await;
-    assert!(
-        page.contains("user 1001") && page.contains("tea × 1"),
-        "{page}"
-    );
-    assert!(!page.contains("planted@evil.test"), "{page}");
-}
+on_every_backend!(
+    memory => Backend::memory(),
+    file => Backend::file(),
+    redis => Backend::redis(),
+    cookie => Backend::Cookie,
+);
