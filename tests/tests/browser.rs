@@ -1,6 +1,8 @@
 //! The demo shop in a real headless Chromium, driven over WebDriver
 //! (chromedriver + fantoccini): cookies, redirects and forms as a browser
-//! does them. Needs Debian's `chromium` and `chromium-driver` (.ci/run
+//! does them: log in, add to cart (a screenshot of the cart page is saved as
+//! `target/screenshots/cart.png`), flash shown once, the registration steps,
+//! log out. Needs Debian's `chromium` and `chromium-driver` (.ci/run
 //! installs them); it fails, never skips, when they are missing.
 
 #![allow(clippy::unwrap_used)]
@@ -15,7 +17,7 @@ use std::time::Duration;
 use fantoccini::{ClientBuilder, Locator};
 use tokio::process::{Child, Command};
 use typed_session::store::MemoryStore;
-use typed_session_examples::{demo_layer, shop_app};
+use typed_session_examples::{App, demo_layer, shop_app};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -98,7 +100,7 @@ async fn text(client: &fantoccini::Client, css: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_in_headless_chromium() {
-    let server = common::serve(shop_app(demo_layer(MemoryStore::new()))).await;
+    let server = common::serve(shop_app(demo_layer(MemoryStore::new()), App::default())).await;
     let driver = start_driver().await;
     let profile = std::env::temp_dir().join(format!("typed-session-chromium-{}", driver.port));
 
@@ -127,77 +129,98 @@ async fn shop_in_headless_chromium() {
 
     let result = tokio::time::timeout(Duration::from_secs(120), async {
         let base = format!("http://127.0.0.1:{}", server.addr.port());
-        client.goto(&format!("{base}/")).await.unwrap();
+        let no_flash = |client: &fantoccini::Client| {
+            let client = client.clone();
+            async move {
+                client
+                    .find_all(Locator::Css("#flash-success li"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            }
+        };
+
+        // Log in through the form: a new session id, a welcome flash.
+        client.goto(&format!("{base}/login")).await.unwrap();
         assert_eq!(text(&client, "#user").await, "anonymous");
-        assert!(
-            client.get_all_cookies().await.unwrap().is_empty(),
-            "looking creates no session"
-        );
-
-        // Add to cart: a form post, a redirect, a flash message shown once.
-        type_into(&client, "#product", "green tea").await;
-        click(&client, "#add").await;
-        wait_for(&client, ".item").await;
-        assert_eq!(text(&client, ".item").await, "green tea × 1");
-        assert_eq!(text(&client, ".notice").await, "added green tea");
         let cookies = client.get_all_cookies().await.unwrap();
-        assert_eq!(cookies.len(), 1);
-        let anonymous = cookies[0].value().to_owned();
+        assert_eq!(cookies.len(), 1, "the page view is counted in a session");
         assert_eq!(cookies[0].name(), "session");
-        assert_eq!(
-            cookies[0].http_only(),
-            Some(true),
-            "scripts cannot read the session cookie"
-        );
-        client.refresh().await.unwrap();
-        assert!(
-            client
-                .find_all(Locator::Css(".notice"))
-                .await
-                .unwrap()
-                .is_empty(),
-            "flash shown once"
-        );
-
-        // Log in: a new id, the cart kept.
-        click(&client, "#login").await;
+        assert_eq!(cookies[0].http_only(), Some(true), "scripts cannot read it");
+        let anonymous = cookies[0].value().to_owned();
+        type_into(&client, "#login-email", "alice@example.com").await;
+        type_into(&client, "#login-password", "alice-password").await;
+        click(&client, "#login-submit").await;
         wait_for(&client, "#logout").await;
-        assert_eq!(text(&client, "#user").await, "signed in as user 1001");
-        assert_eq!(text(&client, ".notice").await, "welcome back");
-        assert_eq!(text(&client, ".item").await, "green tea × 1");
+        assert_eq!(text(&client, "#user").await, "signed in as alice@example.com");
+        assert_eq!(text(&client, "#flash-success li").await, "welcome, Alice");
         let after_login = client.get_named_cookie("session").await.unwrap();
         assert_ne!(after_login.value(), anonymous, "login regenerates the id");
-
-        // Scripts see no session cookie.
         let visible = client
             .execute("return document.cookie", vec![])
             .await
             .unwrap();
-        assert_eq!(visible, serde_json::json!(""));
+        assert_eq!(visible, serde_json::json!(""), "HttpOnly");
 
-        // Two-step registration kept in the typed session.
-        type_into(&client, "#email", "ada@example.test").await;
-        click(&client, "#register-email").await;
-        wait_for(&client, "#name").await;
-        type_into(&client, "#name", "Ada").await;
-        click(&client, "#register-name").await;
-        wait_for(&client, "#registered").await;
+        // Add to cart: post, redirect, a flash message exactly once.
+        client.goto(&format!("{base}/cart")).await.unwrap();
+        client
+            .find(Locator::Css("#add-product"))
+            .await
+            .unwrap()
+            .select_by_value("2")
+            .await
+            .unwrap();
+        let quantity = client.find(Locator::Css("#add-quantity")).await.unwrap();
+        quantity.clear().await.unwrap();
+        quantity.send_keys("2").await.unwrap();
+        click(&client, "#add-submit").await;
+        wait_for(&client, ".item").await;
+        assert_eq!(text(&client, ".item").await, "Kettle × 2");
+        assert_eq!(text(&client, "#total").await, "59.98");
+        assert_eq!(text(&client, "#flash-success li").await, "added 2 × Kettle");
+        let shot = client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cart.png"), &shot).unwrap();
+        client.refresh().await.unwrap();
+        wait_for(&client, ".item").await;
+        assert!(no_flash(&client).await, "the flash is shown once");
+
+        // The three registration steps, then the new account is signed in.
+        client.goto(&format!("{base}/register")).await.unwrap();
+        type_into(&client, "#reg-name", "Dora").await;
+        type_into(&client, "#reg-email", "dora@example.com").await;
+        click(&client, "#reg-step1").await;
+        wait_for(&client, "#reg-street").await;
+        assert_eq!(text(&client, "#step").await, "step 2 of 3, Dora");
+        type_into(&client, "#reg-street", "1 Tea Street").await;
+        type_into(&client, "#reg-city", "Leeds").await;
+        type_into(&client, "#reg-zip", "LS1 1AA").await;
+        click(&client, "#reg-step2").await;
+        wait_for(&client, "#reg-complete").await;
         assert_eq!(
-            text(&client, "#registered").await,
-            "registered Ada <ada@example.test>"
+            text(&client, "#summary").await,
+            "Dora <dora@example.com>, 1 Tea Street, LS1 1AA Leeds"
         );
+        click(&client, "#reg-complete").await;
+        wait_for(&client, "#logout").await;
+        assert_eq!(text(&client, "#user").await, "signed in as dora@example.com");
+        assert_eq!(text(&client, "#flash-success li").await, "welcome, Dora");
 
-        // Log out: everything gone, a goodbye flash in a fresh session.
+        // Log out: a goodbye flash in a fresh session, the cart gone.
         click(&client, "#logout").await;
-        wait_for(&client, "#login").await;
+        wait_for(&client, "#login-link").await;
         assert_eq!(text(&client, "#user").await, "anonymous");
-        assert_eq!(text(&client, ".notice").await, "logged out");
+        assert_eq!(text(&client, "#flash-success li").await, "logged out");
+        client.goto(&format!("{base}/cart")).await.unwrap();
         assert!(
             client
                 .find_all(Locator::Css(".item"))
                 .await
                 .unwrap()
-                .is_empty()
+                .is_empty(),
+            "the cart ended with the session"
         );
     })
     .await;
