@@ -32,7 +32,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (store, warnings) = notes.split_first().map_or(("?", &[][..]), |(s, w)| (s.as_str(), w));
+    let (store, warnings) = notes
+        .split_first()
+        .map_or(("?", &[][..]), |(s, w)| (s.as_str(), w));
     for warning in warnings {
         eprintln!("shop: warning: {warning}");
     }

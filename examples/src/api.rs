@@ -137,13 +137,15 @@ pub(crate) fn add_line(
         ));
     }
     session
-        .update_cart(|cart| match cart.iter_mut().find(|l| l.product_id == product_id) {
-            Some(line) => line.quantity += quantity,
-            None => cart.push(CartLine {
-                product_id,
-                quantity,
-            }),
-        })
+        .update_cart(
+            |cart| match cart.iter_mut().find(|l| l.product_id == product_id) {
+                Some(line) => line.quantity += quantity,
+                None => cart.push(CartLine {
+                    product_id,
+                    quantity,
+                }),
+            },
+        )
         .map_err(|e| AddError::Invalid("quantity", e.message().to_owned()))
 }
 
@@ -213,7 +215,11 @@ pub(crate) async fn register_step2(
             return fail(StatusCode::BAD_REQUEST, 3001, "complete step 1 first");
         }
     };
-    for (field, value) in [("street", &body.street), ("city", &body.city), ("zip", &body.zip)] {
+    for (field, value) in [
+        ("street", &body.street),
+        ("city", &body.city),
+        ("zip", &body.zip),
+    ] {
         if !text_ok(value) {
             return invalid(field, "1 to 100 characters");
         }
@@ -239,9 +245,11 @@ pub(crate) async fn register_complete(
         Err(crate::RegisterError::NoStep2) => {
             fail(StatusCode::BAD_REQUEST, 3002, "complete step 2 first")
         }
-        Err(crate::RegisterError::EmailTaken) => {
-            fail(StatusCode::CONFLICT, 3003, "that email already has an account")
-        }
+        Err(crate::RegisterError::EmailTaken) => fail(
+            StatusCode::CONFLICT,
+            3003,
+            "that email already has an account",
+        ),
         Err(crate::RegisterError::Session(e)) => e.into_response(),
     }
 }

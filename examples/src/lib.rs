@@ -22,9 +22,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use typed_session::store::SessionStore;
-use typed_session::{
-    SessionConfig, SessionLayer, StoreConfig, TypedSession, ValidationError,
-};
+use typed_session::{SessionConfig, SessionLayer, StoreConfig, TypedSession, ValidationError};
 
 pub use session::{CartLine, Preferences, Registration, ShopSession};
 pub use users::{CATALOGUE, Product, Role, User, Users};
@@ -186,7 +184,9 @@ pub fn shop_app(layer: SessionLayer, app: App) -> Router {
         .route("/api/me", get(api::me).delete(api::delete_me))
         .route(
             "/api/cart",
-            get(api::cart).post(api::add_to_cart).delete(api::clear_cart),
+            get(api::cart)
+                .post(api::add_to_cart)
+                .delete(api::clear_cart),
         )
         .route(
             "/api/preferences",

@@ -40,7 +40,11 @@ fn escape(s: &str) -> String {
 
 /// A page: counts the view, takes the flash messages (shown once), and
 /// makes sure the session has a CSRF token for the page's forms.
-fn page(session: &TypedSession<ShopSession>, title: &str, body: impl FnOnce(&str) -> String) -> Html<String> {
+fn page(
+    session: &TypedSession<ShopSession>,
+    title: &str,
+    body: impl FnOnce(&str) -> String,
+) -> Html<String> {
     let _ = session.update_page_views(|n| *n += 1);
     let mut token = session.csrf();
     if token.is_empty() {
@@ -90,7 +94,11 @@ fn forbidden() -> Response {
 
 async fn home(State(app): State<App>, session: TypedSession<ShopSession>) -> Html<String> {
     let greeting = match current_user(&app, &session) {
-        Ok(user) => format!("<p id=greeting>Hello, {} ({:?}).</p>", escape(&user.name), user.role),
+        Ok(user) => format!(
+            "<p id=greeting>Hello, {} ({:?}).</p>",
+            escape(&user.name),
+            user.role
+        ),
         Err(_) => "<p id=greeting>Hello, visitor.</p>".to_owned(),
     };
     let views = session.page_views() + 1;
@@ -172,7 +180,14 @@ async fn cart_page(session: TypedSession<ShopSession>) -> Html<String> {
             .collect();
         let options: String = CATALOGUE
             .iter()
-            .map(|p| format!("<option value={}>{} ({:.2})</option>", p.id, escape(p.name), p.price_cents as f64 / 100.0))
+            .map(|p| {
+                format!(
+                    "<option value={}>{} ({:.2})</option>",
+                    p.id,
+                    escape(p.name),
+                    p.price_cents as f64 / 100.0
+                )
+            })
             .collect();
         format!(
             "<ul id=cart>{lines}</ul><p>total <span id=total>{:.2}</span></p>\
@@ -201,7 +216,9 @@ async fn cart_add(session: TypedSession<ShopSession>, Form(form): Form<AddForm>)
     match add_line(&session, form.product_id, form.quantity) {
         Ok(()) => {
             let name = product(form.product_id).map_or("?", |p| p.name);
-            session.success().push(format!("added {} × {name}", form.quantity));
+            session
+                .success()
+                .push(format!("added {} × {name}", form.quantity));
         }
         Err(AddError::UnknownProduct) => session.errors().push("unknown product".into()),
         Err(AddError::Invalid(field, why)) => session.errors().push(format!("{field}: {why}")),
@@ -287,7 +304,13 @@ async fn register_page(session: TypedSession<ShopSession>) -> Html<String> {
             escape(&name),
             csrf_field(token)
         ),
-        Registration::Step2 { name, email, street, city, zip } => format!(
+        Registration::Step2 {
+            name,
+            email,
+            street,
+            city,
+            zip,
+        } => format!(
             "<p id=step>step 3 of 3</p><p id=summary>{} &lt;{}&gt;, {}, {} {}</p>\
              <form method=post action=/register/complete>{}<button id=reg-complete>create my account</button></form>",
             escape(&name),
@@ -308,12 +331,17 @@ struct Step1Form {
     email: String,
 }
 
-async fn register_step1(session: TypedSession<ShopSession>, Form(form): Form<Step1Form>) -> Response {
+async fn register_step1(
+    session: TypedSession<ShopSession>,
+    Form(form): Form<Step1Form>,
+) -> Response {
     if !csrf_ok(&session, &form.csrf) {
         return forbidden();
     }
     if !text_ok(&form.name) || !plausible_email(form.email.trim()) {
-        session.errors().push("give a name and an email address".into());
+        session
+            .errors()
+            .push("give a name and an email address".into());
     } else if let Err(e) = session.set_registration(Registration::Step1 {
         name: form.name.trim().to_owned(),
         email: form.email.trim().to_owned(),
@@ -332,7 +360,10 @@ struct Step2Form {
     zip: String,
 }
 
-async fn register_step2(session: TypedSession<ShopSession>, Form(form): Form<Step2Form>) -> Response {
+async fn register_step2(
+    session: TypedSession<ShopSession>,
+    Form(form): Form<Step2Form>,
+) -> Response {
     if !csrf_ok(&session, &form.csrf) {
         return forbidden();
     }
@@ -340,8 +371,13 @@ async fn register_step2(session: TypedSession<ShopSession>, Form(form): Form<Ste
         session.errors().push("start with step 1".into());
         return Redirect::to("/register").into_response();
     };
-    if ![&form.street, &form.city, &form.zip].iter().all(|t| text_ok(t)) {
-        session.errors().push("give a street, a city and a zip code".into());
+    if ![&form.street, &form.city, &form.zip]
+        .iter()
+        .all(|t| text_ok(t))
+    {
+        session
+            .errors()
+            .push("give a street, a city and a zip code".into());
     } else if let Err(e) = session.set_registration(Registration::Step2 {
         name,
         email,
@@ -369,7 +405,9 @@ async fn register_complete(
             Redirect::to("/register").into_response()
         }
         Err(RegisterError::EmailTaken) => {
-            session.errors().push("that email already has an account".into());
+            session
+                .errors()
+                .push("that email already has an account".into());
             Redirect::to("/register").into_response()
         }
         Err(RegisterError::Session(e)) => e.into_response(),

@@ -195,13 +195,7 @@ fn valid_registration(r: &Registration) -> Result<(), String> {
             street,
             city,
             zip,
-        } => {
-            short(name)
-                && plausible_email(email)
-                && short(street)
-                && short(city)
-                && short(zip)
-        }
+        } => short(name) && plausible_email(email) && short(street) && short(city) && short(zip),
     };
     if ok {
         Ok(())

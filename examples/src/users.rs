@@ -49,7 +49,13 @@ impl Users {
     pub fn demo() -> Self {
         let mut map = BTreeMap::new();
         for (id, email, name, role, password) in [
-            (1, "alice@example.com", "Alice", Role::Admin, "alice-password"),
+            (
+                1,
+                "alice@example.com",
+                "Alice",
+                Role::Admin,
+                "alice-password",
+            ),
             (2, "bob@example.com", "Bob", Role::Customer, "bob-password"),
         ] {
             map.insert(
@@ -68,7 +74,9 @@ impl Users {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, User>> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, User>> {
@@ -87,7 +95,9 @@ impl Users {
     pub fn authenticate(&self, email: &str, password: &str) -> Option<User> {
         self.read()
             .values()
-            .find(|u| u.email.eq_ignore_ascii_case(email) && u.password.as_deref() == Some(password))
+            .find(|u| {
+                u.email.eq_ignore_ascii_case(email) && u.password.as_deref() == Some(password)
+            })
             .cloned()
     }
 

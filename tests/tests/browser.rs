@@ -152,7 +152,10 @@ async fn shop_in_headless_chromium() {
         type_into(&client, "#login-password", "alice-password").await;
         click(&client, "#login-submit").await;
         wait_for(&client, "#logout").await;
-        assert_eq!(text(&client, "#user").await, "signed in as alice@example.com");
+        assert_eq!(
+            text(&client, "#user").await,
+            "signed in as alice@example.com"
+        );
         assert_eq!(text(&client, "#flash-success li").await, "welcome, Alice");
         let after_login = client.get_named_cookie("session").await.unwrap();
         assert_ne!(after_login.value(), anonymous, "login regenerates the id");
@@ -205,7 +208,10 @@ async fn shop_in_headless_chromium() {
         );
         click(&client, "#reg-complete").await;
         wait_for(&client, "#logout").await;
-        assert_eq!(text(&client, "#user").await, "signed in as dora@example.com");
+        assert_eq!(
+            text(&client, "#user").await,
+            "signed in as dora@example.com"
+        );
         assert_eq!(text(&client, "#flash-success li").await, "welcome, Dora");
 
         // Log out: a goodbye flash in a fresh session, the cart gone.

@@ -91,7 +91,11 @@ impl<T: SessionStore> StoreAccess for T {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             let expires = std::time::SystemTime::now() + Duration::from_secs(3600);
-            assert!(self.create(&id.key(), Record::new(data, 1, expires)).await.unwrap());
+            assert!(
+                self.create(&id.key(), Record::new(data, 1, expires))
+                    .await
+                    .unwrap()
+            );
         })
     }
 
@@ -214,13 +218,21 @@ async fn every_api_route(backend: Backend) {
 
     assert_eq!(b.api("GET", "/api/me", None).await.1["code"], 2001);
     let (status, body) = b
-        .api("POST", "/api/login", Some(json!({"email": "alice@example.com", "password": "nope"})))
+        .api(
+            "POST",
+            "/api/login",
+            Some(json!({"email": "alice@example.com", "password": "nope"})),
+        )
         .await;
     assert_eq!((status, body["code"].clone()), (401, json!(2003)));
 
     // An anonymous cart, then a login: a new session id, the cart kept.
     let (status, cart) = b
-        .api("POST", "/api/cart", Some(json!({"productId": 2, "quantity": 1})))
+        .api(
+            "POST",
+            "/api/cart",
+            Some(json!({"productId": 2, "quantity": 1})),
+        )
         .await;
     assert_eq!((status, cart["code"].clone()), (200, json!(1000)));
     let anonymous = b.cookie.clone().unwrap();
@@ -233,37 +245,66 @@ async fn every_api_route(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["role"], "admin");
-    assert_ne!(b.cookie.as_deref(), Some(anonymous.as_str()), "a new id at login");
+    assert_ne!(
+        b.cookie.as_deref(),
+        Some(anonymous.as_str()),
+        "a new id at login"
+    );
     let (_, me) = b.api("GET", "/api/me", None).await;
-    assert_eq!((me["code"].clone(), me["user"]["id"].clone()), (json!(1000), json!(1)));
+    assert_eq!(
+        (me["code"].clone(), me["user"]["id"].clone()),
+        (json!(1000), json!(1))
+    );
     assert!(me["loginAt"].as_u64().unwrap() > 1_700_000_000);
 
     // Flash: shown once.
     let (_, flash) = b.api("GET", "/api/flash", None).await;
     assert_eq!(flash["success"], json!(["welcome, Alice"]));
-    assert_eq!(b.api("GET", "/api/flash", None).await.1["success"], json!([]));
+    assert_eq!(
+        b.api("GET", "/api/flash", None).await.1["success"],
+        json!([])
+    );
 
     // Cart: adding a product again adds to its line; the total follows.
     let (_, cart) = b
-        .api("POST", "/api/cart", Some(json!({"productId": 2, "quantity": 2})))
+        .api(
+            "POST",
+            "/api/cart",
+            Some(json!({"productId": 2, "quantity": 2})),
+        )
         .await;
     assert_eq!(cart["items"][0]["quantity"], 3);
     let (_, cart) = b
-        .api("POST", "/api/cart", Some(json!({"productId": 1, "quantity": 4})))
+        .api(
+            "POST",
+            "/api/cart",
+            Some(json!({"productId": 1, "quantity": 4})),
+        )
         .await;
     assert_eq!(cart["totalCents"], 3 * 2999 + 4 * 450);
     let (status, body) = b
-        .api("POST", "/api/cart", Some(json!({"productId": 99, "quantity": 1})))
+        .api(
+            "POST",
+            "/api/cart",
+            Some(json!({"productId": 99, "quantity": 1})),
+        )
         .await;
     assert_eq!((status, body["code"].clone()), (404, json!(4004)));
     let (status, body) = b
-        .api("POST", "/api/cart", Some(json!({"productId": 1, "quantity": 0})))
+        .api(
+            "POST",
+            "/api/cart",
+            Some(json!({"productId": 1, "quantity": 0})),
+        )
         .await;
     assert_eq!((status, body["field"].clone()), (422, json!("quantity")));
     let (_, cart) = b.api("GET", "/api/cart", None).await;
     assert_eq!(cart["items"].as_array().unwrap().len(), 2);
     let (_, cart) = b.api("DELETE", "/api/cart", None).await;
-    assert_eq!((cart["items"].clone(), cart["totalCents"].clone()), (json!([]), json!(0)));
+    assert_eq!(
+        (cart["items"].clone(), cart["totalCents"].clone()),
+        (json!([]), json!(0))
+    );
 
     // Preferences: defaults, a valid change, a refused one naming the field.
     let (_, prefs) = b.api("GET", "/api/preferences", None).await;
@@ -272,16 +313,31 @@ async fn every_api_route(backend: Backend) {
         json!({"language": "en", "theme": "light", "timezone": "UTC", "notifications": true})
     );
     let dark = json!({"language": "de", "theme": "dark", "timezone": "Europe/Berlin", "notifications": false});
-    assert_eq!(b.api("PUT", "/api/preferences", Some(dark.clone())).await.1["preferences"], dark);
+    assert_eq!(
+        b.api("PUT", "/api/preferences", Some(dark.clone())).await.1["preferences"],
+        dark
+    );
     for (field, bad) in [
-        ("language", json!({"language": "xx", "theme": "dark", "timezone": "UTC", "notifications": true})),
-        ("theme", json!({"language": "en", "theme": "neon", "timezone": "UTC", "notifications": true})),
-        ("timezone", json!({"language": "en", "theme": "dark", "timezone": "Mars", "notifications": true})),
+        (
+            "language",
+            json!({"language": "xx", "theme": "dark", "timezone": "UTC", "notifications": true}),
+        ),
+        (
+            "theme",
+            json!({"language": "en", "theme": "neon", "timezone": "UTC", "notifications": true}),
+        ),
+        (
+            "timezone",
+            json!({"language": "en", "theme": "dark", "timezone": "Mars", "notifications": true}),
+        ),
     ] {
         let (status, body) = b.api("PUT", "/api/preferences", Some(bad)).await;
         assert_eq!((status, body["field"].clone()), (422, json!(field)));
     }
-    assert_eq!(b.api("GET", "/api/preferences", None).await.1["preferences"], dark);
+    assert_eq!(
+        b.api("GET", "/api/preferences", None).await.1["preferences"],
+        dark
+    );
 
     // Page views: every HTML page counts.
     assert_eq!(b.api("GET", "/api/stats", None).await.1["pageViews"], 0);
@@ -299,26 +355,48 @@ async fn every_api_route(backend: Backend) {
     // Registration, in order only; completing it creates the user and logs in.
     let mut r = Browser::new(server.addr);
     let step2 = json!({"street": "1 Tea Street", "city": "Leeds", "zip": "LS1 1AA"});
-    let (status, body) = r.api("POST", "/api/register/step2", Some(step2.clone())).await;
+    let (status, body) = r
+        .api("POST", "/api/register/step2", Some(step2.clone()))
+        .await;
     assert_eq!((status, body["code"].clone()), (400, json!(3001)));
     let (status, body) = r.api("POST", "/api/register/complete", None).await;
     assert_eq!((status, body["code"].clone()), (400, json!(3002)));
     let (status, body) = r
-        .api("POST", "/api/register/step1", Some(json!({"name": "Carol", "email": "not-an-email"})))
+        .api(
+            "POST",
+            "/api/register/step1",
+            Some(json!({"name": "Carol", "email": "not-an-email"})),
+        )
         .await;
     assert_eq!((status, body["field"].clone()), (422, json!("email")));
     let (status, _) = r
-        .api("POST", "/api/register/step1", Some(json!({"name": "Carol", "email": "carol@example.com"})))
+        .api(
+            "POST",
+            "/api/register/step1",
+            Some(json!({"name": "Carol", "email": "carol@example.com"})),
+        )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(r.api("POST", "/api/register/complete", None).await.1["code"], 3002);
-    assert_eq!(r.api("POST", "/api/register/step2", Some(step2)).await.0, 200);
+    assert_eq!(
+        r.api("POST", "/api/register/complete", None).await.1["code"],
+        3002
+    );
+    assert_eq!(
+        r.api("POST", "/api/register/step2", Some(step2)).await.0,
+        200
+    );
     let (status, body) = r.api("POST", "/api/register/complete", None).await;
     assert_eq!(status, 200, "{body}");
     let carol = body["user"]["id"].clone();
     let (_, me) = r.api("GET", "/api/me", None).await;
-    assert_eq!((me["user"]["id"].clone(), me["user"]["role"].clone()), (carol, json!("customer")));
-    assert!(r.get("/register").await.body.contains("step 1 of 3"), "registration cleared");
+    assert_eq!(
+        (me["user"]["id"].clone(), me["user"]["role"].clone()),
+        (carol, json!("customer"))
+    );
+    assert!(
+        r.get("/register").await.body.contains("step 1 of 3"),
+        "registration cleared"
+    );
 
     // Logout ends the session.
     let (status, _) = r.api("POST", "/api/logout", None).await;
@@ -334,9 +412,20 @@ async fn html_forms_with_csrf(backend: Backend) {
     assert!(home.body.contains("anonymous"));
     let login = [("email", "bob@example.com"), ("password", "bob-password")];
     let refused = b.form("/login", &login, false).await;
-    assert_eq!((refused.status, refused.body.as_str()), (403, "invalid or missing CSRF token"));
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (403, "invalid or missing CSRF token")
+    );
     let wrong = b
-        .form("/login", &[("email", "bob@example.com"), ("password", "bob-password"), ("csrf", "0000")], false)
+        .form(
+            "/login",
+            &[
+                ("email", "bob@example.com"),
+                ("password", "bob-password"),
+                ("csrf", "0000"),
+            ],
+            false,
+        )
         .await;
     assert_eq!(wrong.status, 403);
     let res = b.form("/login", &login, true).await;
@@ -344,22 +433,50 @@ async fn html_forms_with_csrf(backend: Backend) {
     let page = b.get("/").await.body;
     assert!(page.contains("signed in as bob@example.com"), "{page}");
     assert_eq!(flash_on(&page, "flash-success"), ["welcome, Bob"]);
-    assert!(flash_on(&b.get("/").await.body, "flash-success").is_empty(), "once");
+    assert!(
+        flash_on(&b.get("/").await.body, "flash-success").is_empty(),
+        "once"
+    );
 
-    let res = b.form("/cart/add", &[("product_id", "3"), ("quantity", "2")], true).await;
+    let res = b
+        .form("/cart/add", &[("product_id", "3"), ("quantity", "2")], true)
+        .await;
     assert_eq!(res.header("location"), Some("/cart"));
     let cart = b.get("/cart").await.body;
     assert!(cart.contains("Teapot × 2"), "{cart}");
     assert_eq!(flash_on(&cart, "flash-success"), ["added 2 × Teapot"]);
-    b.form("/cart/add", &[("product_id", "3"), ("quantity", "500")], true).await;
-    assert_eq!(flash_on(&b.get("/cart").await.body, "flash-error"), ["quantity: 1 to 99"]);
+    b.form(
+        "/cart/add",
+        &[("product_id", "3"), ("quantity", "500")],
+        true,
+    )
+    .await;
+    assert_eq!(
+        flash_on(&b.get("/cart").await.body, "flash-error"),
+        ["quantity: 1 to 99"]
+    );
 
-    b.form("/preferences", &[("language", "fr"), ("theme", "dark"), ("timezone", "UTC")], true)
-        .await;
+    b.form(
+        "/preferences",
+        &[("language", "fr"), ("theme", "dark"), ("timezone", "UTC")],
+        true,
+    )
+    .await;
     let prefs = b.get("/preferences").await.body;
-    assert!(prefs.contains("<body class=dark>") && prefs.contains("value=\"fr\""), "{prefs}");
-    b.form("/preferences", &[("language", "fr"), ("theme", "<script>"), ("timezone", "UTC")], true)
-        .await;
+    assert!(
+        prefs.contains("<body class=dark>") && prefs.contains("value=\"fr\""),
+        "{prefs}"
+    );
+    b.form(
+        "/preferences",
+        &[
+            ("language", "fr"),
+            ("theme", "<script>"),
+            ("timezone", "UTC"),
+        ],
+        true,
+    )
+    .await;
     let prefs = b.get("/preferences").await.body;
     assert_eq!(flash_on(&prefs, "flash-error"), ["theme: light or dark"]);
     assert!(!prefs.contains("<script>"));
@@ -368,7 +485,10 @@ async fn html_forms_with_csrf(backend: Backend) {
     assert_eq!(res.status, 303);
     let page = b.get("/").await.body;
     assert!(page.contains("anonymous") && flash_on(&page, "flash-success") == ["logged out"]);
-    assert!(!b.get("/cart").await.body.contains("class=item"), "the cart ended with the session");
+    assert!(
+        !b.get("/cart").await.body.contains("class=item"),
+        "the cart ended with the session"
+    );
 }
 
 async fn v1_sessions_are_migrated(backend: Backend) {
@@ -378,9 +498,7 @@ async fn v1_sessions_are_migrated(backend: Backend) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let record = fixture
-        .trim()
-        .replace("1795471653023", &now.to_string());
+    let record = fixture.trim().replace("1795471653023", &now.to_string());
     let id = SessionId::from_cookie_value("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
     store.put(&id, record).await;
     let server = serve(shop_app(backend.layer(), App::default())).await;
@@ -392,16 +510,30 @@ async fn v1_sessions_are_migrated(backend: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| (i["name"].as_str().unwrap().to_owned(), i["quantity"].as_u64().unwrap()))
+            .map(|i| (
+                i["name"].as_str().unwrap().to_owned(),
+                i["quantity"].as_u64().unwrap()
+            ))
             .collect::<Vec<_>>(),
         [("Green tea".to_owned(), 2), ("Kettle".to_owned(), 1)],
         "v1 names mapped to catalogue ids, the unknown one dropped"
     );
-    assert_eq!(b.api("GET", "/api/me", None).await.1["code"], 2001, "v1's made-up login dropped");
+    assert_eq!(
+        b.api("GET", "/api/me", None).await.1["code"],
+        2001,
+        "v1's made-up login dropped"
+    );
     let stored = store.get(&id).await.unwrap();
-    assert!(stored.starts_with("{\"v\":2,"), "written back as v2: {stored}");
+    assert!(
+        stored.starts_with("{\"v\":2,"),
+        "written back as v2: {stored}"
+    );
     let (_, flash) = b.api("GET", "/api/flash", None).await;
-    assert_eq!(flash["success"], json!(["welcome back"]), "v1 notices became success messages");
+    assert_eq!(
+        flash["success"],
+        json!(["welcome back"]),
+        "v1 notices became success messages"
+    );
     assert!(b.get("/register").await.body.contains("step 2 of 3, new"));
 }
 
