@@ -568,3 +568,101 @@ on_every_backend!(
     redis => Backend::redis(),
     cookie => Backend::Cookie,
 );
+
+/// The `shop` example binary in this build's target directory: `cargo test
+/// --workspace` (what `scripts/test.sh` runs) builds every example first.
+fn shop_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().unwrap().parent().unwrap();
+    let bin = target
+        .join("examples")
+        .join(format!("shop{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p typed-session-examples --examples` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn bad_configuration_stops_start_up_naming_the_variable() {
+    for (name, value) in [
+        ("SESSION_SAME_SITE", "sideways"),
+        ("SESSION_DRIVER", "postgres"),
+        ("SESSION_SECRET", "short"),
+        ("PORT", "eighty"),
+    ] {
+        let out = std::process::Command::new(shop_binary())
+            .env(name, value)
+            .env(
+                "SESSION_FILE_PATH",
+                std::env::temp_dir().join("typed-session-shop-config"),
+            )
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = if name == "SESSION_SECRET" {
+            "secret"
+        } else {
+            name
+        };
+        assert!(stderr.contains(named), "{name}: {stderr}");
+        assert!(
+            !stderr.contains(value) || name != "SESSION_SECRET",
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_demo_starts_on_its_default_store_with_a_development_secret() {
+    let dir = TempDir::new("shop-start");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(shop_binary())
+        .env("PORT", port.to_string())
+        .env("SESSION_FILE_PATH", dir.path().join("sessions"))
+        .env_remove("SESSION_DRIVER")
+        .env_remove("SESSION_SECRET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the shop listens within 10 s");
+    let mut b = Browser::new(addr);
+    let (status, body) = b
+        .api(
+            "POST",
+            "/api/login",
+            Some(json!({"email": "bob@example.com", "password": "bob-password"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].clone()), (200, json!(1000)));
+    let files = std::fs::read_dir(dir.path().join("sessions"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().len() == 64)
+        .count();
+    assert_eq!(files, 1, "the session is a file of the default store");
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("file store in"), "{stdout}");
+    assert!(stderr.contains("SESSION_SECRET is not set"), "{stderr}");
+}
