@@ -99,6 +99,15 @@ fn expand(input: &Input) -> TokenStream {
         let rule = quote_spanned!(path.span()=> #ts::run_field_rule::<#ty, _, _>(#key, &self.#name, #path));
         Some(quote!(#index => #rule,))
     });
+    let flash_merge_arms = input
+        .fields
+        .iter()
+        .filter(|f| f.is_stored() && f.attrs.flash.is_some())
+        .map(|f| {
+            let index = f.index;
+            let name = f.ident;
+            quote!(#index => #ts::merge_flash(&self.#name, theirs, out),)
+        });
     let reset_arms = input.fields.iter().map(|f| {
         let index = f.index;
         let name = f.ident;
@@ -189,6 +198,19 @@ fn expand(input: &Input) -> TokenStream {
                     match index {
                         #(#reset_arms)*
                         _ => {}
+                    }
+                }
+
+                fn merge_flash_field(
+                    &self,
+                    index: usize,
+                    theirs: &str,
+                    out: &mut #ts::Vec<u8>,
+                ) -> ::core::result::Result<bool, #ts::JsonError> {
+                    let _ = (theirs, &out);
+                    match index {
+                        #(#flash_merge_arms)*
+                        _ => ::core::result::Result::Ok(false),
                     }
                 }
             }

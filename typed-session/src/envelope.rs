@@ -273,8 +273,19 @@ pub(crate) fn merge<S: SessionSchema>(
             continue;
         }
         let mut buf = Vec::new();
-        ours.encode_field(index, &mut buf)
-            .map_err(LoadError::Corrupt)?;
+        // A flash field merges message by message, so that no message
+        // pushed by either request is lost and none is shown twice.
+        let theirs_field = map.get(meta.key).map(|v| v.to_string());
+        let merged = match (&theirs_field, meta.flash) {
+            (Some(theirs), true) => ours
+                .merge_flash_field(index, theirs, &mut buf)
+                .map_err(LoadError::Corrupt)?,
+            _ => false,
+        };
+        if !merged {
+            ours.encode_field(index, &mut buf)
+                .map_err(LoadError::Corrupt)?;
+        }
         let value: serde_json::Value = serde_json::from_slice(&buf).map_err(LoadError::Corrupt)?;
         map.insert(meta.key.to_owned(), value);
     }

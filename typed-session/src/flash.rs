@@ -122,6 +122,27 @@ impl<T> Flash<T> {
     }
 }
 
+impl<T: Serialize> Flash<T> {
+    /// Another request's stored list with this request's changes applied:
+    /// what this request read is removed (first occurrences), what it
+    /// pushed is appended, the oldest dropped past [`MAX_PENDING_FLASH`].
+    pub(crate) fn merged_into(&self, theirs: &str) -> Result<Vec<u8>, serde_json::Error> {
+        let mut list: Vec<serde_json::Value> = serde_json::from_str(theirs)?;
+        for shown in &self.consumed {
+            let shown = serde_json::to_value(shown)?;
+            if let Some(at) = list.iter().position(|m| *m == shown) {
+                list.remove(at);
+            }
+        }
+        for pushed in &self.outgoing {
+            list.push(serde_json::to_value(pushed)?);
+        }
+        let excess = list.len().saturating_sub(MAX_PENDING_FLASH);
+        list.drain(..excess);
+        serde_json::to_vec(&list)
+    }
+}
+
 impl<T: Serialize> Serialize for Flash<T> {
     fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
         use serde::ser::SerializeSeq;

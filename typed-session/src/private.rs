@@ -110,3 +110,13 @@ pub fn check_field<E: Display>(
 pub fn check_container<E: Display>(result: Result<(), E>) -> Result<(), ValidationError> {
     result.map_err(ValidationError::struct_invalid)
 }
+
+/// The flash merge of one field (see `SessionSchema::merge_flash_field`).
+pub fn merge_flash<T: Serialize>(
+    ours: &Flash<T>,
+    theirs: &str,
+    out: &mut Vec<u8>,
+) -> Result<bool, serde_json::Error> {
+    *out = ours.merged_into(theirs)?;
+    Ok(true)
+}

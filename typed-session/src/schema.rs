@@ -70,6 +70,20 @@ pub trait SessionSchema: Sized + Send + Sync + 'static {
 
     #[doc(hidden)]
     fn reset_field(&mut self, index: usize);
+
+    /// For a flash field: merges this request's changes (messages shown are
+    /// removed, messages pushed are appended) into another writer's stored
+    /// list `theirs`, into `out`; `false` for other fields.
+    #[doc(hidden)]
+    fn merge_flash_field(
+        &self,
+        index: usize,
+        theirs: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, serde_json::Error> {
+        let _ = (index, theirs, out);
+        Ok(false)
+    }
 }
 
 /// What the runtime knows about one field.

@@ -1087,3 +1087,74 @@ pub async fn host_prefix_is_the_default_with_secure<H: Harness>(h: H) {
         "no prefix without Secure"
     );
 }
+
+/// Finding: two overlapping requests lost the earlier one's flash messages
+/// (last writer won the flash field). Now a conflict merges flash fields
+/// message by message: pushes are appended, reads remove what they showed.
+pub async fn concurrent_flash_messages_are_neither_lost_nor_repeated<H: Harness>(h: H) {
+    if !h.keeps_records() {
+        // Cookie mode: racing requests are last-response-wins (documented).
+        return;
+    }
+    let push = post(|s: TypedSession<App>, Path(n): Path<u32>| async move {
+        s.notices().push(format!("m{n}"));
+        "pushed"
+    });
+    let server = serve(routes().route("/push/{n}", push).layer(plain_layer(&h))).await;
+    let addr = server.addr;
+    let cookie = login_cookie(addr).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let cookie = cookie.clone();
+            tokio::spawn(async move {
+                http_post(addr, &format!("/push/{n}"), Some(&cookie))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let shown = http_get(addr, "/flash", Some(&cookie)).await.body;
+    let mut got: Vec<&str> = shown.split(',').collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = (0..40).map(|n| format!("m{n}")).collect();
+    want.sort_unstable();
+    assert_eq!(got, want, "every pushed message, once");
+    assert_eq!(http_get(addr, "/flash", Some(&cookie)).await.body, "");
+
+    // A read racing pushes: what it showed is gone, what they pushed stays.
+    http_post(addr, "/push/100", Some(&cookie)).await;
+    let reader = {
+        let cookie = cookie.clone();
+        tokio::spawn(async move { http_get(addr, "/flash", Some(&cookie)).await.body })
+    };
+    let pushers: Vec<_> = (0..20)
+        .map(|n| {
+            let cookie = cookie.clone();
+            tokio::spawn(async move {
+                http_post(addr, &format!("/push/{n}"), Some(&cookie))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for t in pushers {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let first = reader.await.unwrap();
+    let rest = http_get(addr, "/flash", Some(&cookie)).await.body;
+    let mut all: Vec<&str> = first
+        .split(',')
+        .chain(rest.split(','))
+        .filter(|m| !m.is_empty())
+        .collect();
+    all.sort_unstable();
+    let mut want: Vec<String> = (0..20)
+        .map(|n| format!("m{n}"))
+        .chain(["m100".to_owned()])
+        .collect();
+    want.sort_unstable();
+    assert_eq!(all, want, "shown once in total: {first:?} then {rest:?}");
+}

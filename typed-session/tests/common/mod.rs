@@ -181,6 +181,7 @@ macro_rules! http_suite {
                 huge_remember_me_is_capped_not_a_panic,
                 oversized_sessions_are_refused_with_413,
                 host_prefix_is_the_default_with_secure,
+                concurrent_flash_messages_are_neither_lost_nor_repeated,
             );
         }
     };
