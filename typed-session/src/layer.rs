@@ -157,6 +157,7 @@ impl SessionLayer {
                 max_session_bytes: config.max_session_bytes,
                 clock: Arc::new(SystemClock),
                 revocation: None,
+                commit_on: crate::runtime::commit_unless_server_error,
             }),
         }
     }
@@ -393,6 +394,25 @@ impl SessionLayer {
         self.edit(|s| s.backend.set_compress(on))
     }
 
+    /// Which responses commit the session's changes (default: every status
+    /// but 5xx). A handler that changed the session and then failed with a
+    /// server error saves nothing, so nothing half-done reaches the store,
+    /// and flash messages it read are shown again; 2xx, 3xx and 4xx commit
+    /// (a flash message pushed before a `422` is kept for the next page).
+    /// A `destroy` is carried out whatever the status, and what an explicit
+    /// [`save`](crate::TypedSession::save) already wrote stays written.
+    ///
+    /// ```
+    /// use typed_session::{SessionLayer, store::MemoryStore};
+    ///
+    /// // Only successful responses commit.
+    /// let layer = SessionLayer::new(MemoryStore::new()).commit_on(|status| status.is_success());
+    /// # let _ = layer;
+    /// ```
+    pub fn commit_on(self, policy: fn(http::StatusCode) -> bool) -> Self {
+        self.edit(|s| s.commit_on = policy)
+    }
+
     /// Checks every session bound to a subject
     /// ([`TypedSession::set_subject`](crate::TypedSession::set_subject))
     /// against `list` on load, ending those revoked since
@@ -474,6 +494,13 @@ where
             let Some(session) = taken else {
                 return Ok(response.map(Body::new));
             };
+            if !(runtime.commit_on)(response.status()) {
+                tracing::debug!(
+                    status = response.status().as_u16(),
+                    "response not committed by the commit policy; session changes dropped"
+                );
+                session.erased.discard_uncommitted();
+            }
             let finish = match session.erased.finish_unchanged() {
                 Some(finish) => finish,
                 None => session.erased.finish().await,

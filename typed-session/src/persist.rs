@@ -430,9 +430,27 @@ impl<S: SessionSchema> Core<S> {
         }
     }
 
+    /// Drops the changes of a request whose response the commit policy
+    /// refuses (by default a 5xx: the request failed midway). A requested
+    /// `destroy` still happens (ending a session is never half-done, and a
+    /// logout must not be undone by an error after it); writes made after
+    /// it, regenerations, field changes and flash reads do not.
+    pub(crate) fn discard_uncommitted(&self) {
+        let mut st = self.lock();
+        st.changed = 0;
+        st.expiry_changed = false;
+        if st.action != Action::Destroy {
+            st.action = Action::None;
+            st.discarded = true;
+        }
+    }
+
     /// Whether a commit has anything to write: changes, a lifecycle call,
     /// or an idle deadline due for a refresh.
     fn must_write(st: &State<S>, rt: &Runtime) -> bool {
+        if st.discarded {
+            return false;
+        }
         let idle_due = st.stored.as_ref().is_some_and(|s| {
             rt.policy
                 .needs_touch(st.header.created, s.expires_at, st.loaded_at)

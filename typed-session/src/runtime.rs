@@ -25,6 +25,13 @@ pub(crate) struct Runtime {
     pub(crate) clock: Arc<dyn Clock>,
     /// Checked on every load of a session bound to a subject.
     pub(crate) revocation: Option<RevocationList>,
+    /// Whether a response with this status commits the session's changes.
+    pub(crate) commit_on: fn(http::StatusCode) -> bool,
+}
+
+/// The default commit policy: everything but a server error.
+pub(crate) fn commit_unless_server_error(status: http::StatusCode) -> bool {
+    !status.is_server_error()
 }
 
 impl Runtime {

@@ -94,6 +94,9 @@ pub(crate) struct State<S> {
     /// When the session was loaded (unix ms): decides whether an unchanged
     /// session needs its idle deadline refreshed, without reading the clock again.
     pub(crate) loaded_at: u64,
+    /// The response's status said not to commit: nothing but an already
+    /// requested destroy is written.
+    pub(crate) discarded: bool,
 }
 
 impl<S> State<S> {
@@ -108,6 +111,7 @@ impl<S> State<S> {
             cookie: CookieChange::None,
             resign: false,
             restart_lifetime: false,
+            discarded: false,
             loaded_at: now,
         }
     }

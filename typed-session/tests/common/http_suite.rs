@@ -1158,3 +1158,117 @@ pub async fn concurrent_flash_messages_are_neither_lost_nor_repeated<H: Harness>
     want.sort_unstable();
     assert_eq!(all, want, "shown once in total: {first:?} then {rest:?}");
 }
+
+/// Finding: a handler that changed the session and then failed still saved
+/// the change. The commit policy: a 5xx commits nothing (except a destroy,
+/// and what an explicit save already wrote); 2xx-4xx commit; `commit_on`
+/// changes it.
+pub async fn failed_requests_commit_nothing_half_done<H: Harness>(h: H) {
+    use axum::http::StatusCode;
+    let routes = || {
+        routes()
+            .route(
+                "/fail",
+                post(|s: TypedSession<App>| async move {
+                    s.update_counter(|c| *c += 1).unwrap();
+                    s.notices().push("half done".into());
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }),
+            )
+            .route(
+                "/reject",
+                post(|s: TypedSession<App>| async move {
+                    s.update_counter(|c| *c += 10).unwrap();
+                    s.notices().push("fix the form".into());
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }),
+            )
+            .route(
+                "/drain-fail",
+                get(|s: TypedSession<App>| async move {
+                    let shown = s.notices().drain().join(",");
+                    (StatusCode::BAD_GATEWAY, shown)
+                }),
+            )
+            .route(
+                "/logout-fail",
+                post(|s: TypedSession<App>| async move {
+                    s.destroy();
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }),
+            )
+            .route(
+                "/save-then-fail",
+                post(|s: TypedSession<App>| async move {
+                    s.update_counter(|c| *c += 100).unwrap();
+                    s.save().await.unwrap();
+                    s.update_counter(|c| *c += 1000).unwrap();
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }),
+            )
+    };
+    let server = serve(routes().layer(plain_layer(&h))).await;
+    let addr = server.addr;
+
+    // A new session that fails: nothing created, no cookie.
+    let res = http_post(addr, "/fail", None).await;
+    assert_eq!(res.status, 500);
+    assert!(res.set_cookies().is_empty(), "{:?}", res.set_cookies());
+    assert_count(&h, 0, "a failed request creates nothing").await;
+
+    let mut cookie = login_cookie(addr).await;
+    let res = http_post(addr, "/fail", Some(&cookie)).await;
+    assert_eq!(res.status, 500);
+    assert!(res.set_cookies().is_empty());
+    assert_eq!(
+        http_get(addr, "/read", Some(&cookie)).await.body,
+        "user=Some(42) counter=0"
+    );
+
+    // A 4xx commits: the flash explains the error on the next page.
+    let res = http_post(addr, "/reject", Some(&cookie)).await;
+    assert_eq!(res.status, 422);
+    follow(&mut cookie, &res);
+    assert_eq!(
+        http_get(addr, "/read", Some(&cookie)).await.body,
+        "user=Some(42) counter=10"
+    );
+
+    // A read that fails shows the messages but does not consume them.
+    let res = http_get(addr, "/drain-fail", Some(&cookie)).await;
+    assert_eq!((res.status, res.body.as_str()), (502, "fix the form"));
+    let res = http_get(addr, "/flash", Some(&cookie)).await;
+    assert_eq!(res.body, "fix the form", "shown again after the failure");
+    follow(&mut cookie, &res);
+
+    // What an explicit save wrote stays; what came after it does not.
+    let res = http_post(addr, "/save-then-fail", Some(&cookie)).await;
+    assert_eq!(res.status, 500);
+    follow(&mut cookie, &res);
+    assert_eq!(
+        http_get(addr, "/read", Some(&cookie)).await.body,
+        "user=Some(42) counter=110"
+    );
+
+    // A destroy happens whatever the status.
+    let res = http_post(addr, "/logout-fail", Some(&cookie)).await;
+    assert_eq!(res.status, 500);
+    assert!(res.removes_cookie(), "{:?}", res.set_cookies());
+    if h.keeps_records() {
+        assert_eq!(
+            http_get(addr, "/read", Some(&cookie)).await.body,
+            "user=None counter=0"
+        );
+    }
+
+    // commit_on: only successes commit.
+    let strict = serve(routes().layer(plain_layer(&h).commit_on(|s| s.is_success()))).await;
+    let cookie = login_cookie(strict.addr).await;
+    let res = http_post(strict.addr, "/reject", Some(&cookie)).await;
+    assert_eq!(res.status, 422);
+    assert!(res.set_cookies().is_empty());
+    assert_eq!(
+        http_get(strict.addr, "/read", Some(&cookie)).await.body,
+        "user=Some(42) counter=0"
+    );
+}

@@ -182,6 +182,7 @@ macro_rules! http_suite {
                 oversized_sessions_are_refused_with_413,
                 host_prefix_is_the_default_with_secure,
                 concurrent_flash_messages_are_neither_lost_nor_repeated,
+                failed_requests_commit_nothing_half_done,
             );
         }
     };
