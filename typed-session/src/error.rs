@@ -8,8 +8,14 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// A write that a field or struct rule refused; the session keeps its old value.
 ///
 /// Returned by `set_x`, `update_x` and `update`. It implements
-/// `IntoResponse` as `422 Unprocessable Entity` with its message, so a handler
-/// can use `?` on it directly.
+/// `IntoResponse` as `422 Unprocessable Entity`, so a handler can use `?` on
+/// it directly. The response body names the field and a generic reason
+/// (`invalid value for session field `n``), never the rule's message, which
+/// may name internals: to show it, answer with [`message`](Self::message)
+/// yourself. `Display` (for logs and handlers) includes the message.
+///
+/// A field rule may take the field's borrowed form: `fn(&[T])` for a
+/// `Vec<T>`, `fn(&str)` for a `String`, `fn(&Option<T>)` for an option.
 ///
 /// ```
 /// use typed_session::{SessionSchema, TypedSession};
@@ -102,6 +108,21 @@ impl fmt::Display for ValidationError {
 
 impl StdError for ValidationError {}
 
+impl ValidationError {
+    /// The body of its `422` response: the field and a generic reason.
+    pub(crate) fn public_text(&self) -> String {
+        match (&self.field, &self.kind) {
+            (Some(field), ValidationKind::Readonly) => {
+                format!("session field `{field}` is read-only")
+            }
+            (Some(field), ValidationKind::Invalid(_)) => {
+                format!("invalid value for session field `{field}`")
+            }
+            (None, _) => "invalid session value".to_owned(),
+        }
+    }
+}
+
 /// A migration step of stored data failed, or no step exists.
 ///
 /// Migration functions (`#[session(migrate(from = K, with = path))]`) return
@@ -109,8 +130,8 @@ impl StdError for ValidationError {}
 /// [`MigrationError::with_source`] keeps a cause.
 ///
 /// ```
-/// use serde_json::Value;
 /// use typed_session::MigrationError;
+/// use typed_session::serde_json::Value; // re-exported: no extra dependency
 ///
 /// fn v1_to_v2(mut data: Value) -> Result<Value, MigrationError> {
 ///     let obj = data.as_object_mut().ok_or_else(|| MigrationError::new("not an object"))?;

@@ -54,11 +54,24 @@
 //! On the struct: `version = N`, `migrate(from = K, with = path)` for every
 //! K below N, `validate = path` (a `fn(&Self) -> Result<(), E: Display>`),
 //! `crate = "path"`. On a field: `validate = path` (`fn(&T) -> Result<(), E:
-//! Display>`), `on_invalid = "reset" | "destroy" | "reject"` (what loading
+//! Display>`, or the borrowed form: `fn(&[T])` for `Vec<T>`, `fn(&str)` for
+//! `String`), `on_invalid = "reset" | "destroy" | "reject"` (what loading
 //! does with a stored value that fails to parse or validate; `reset` by
 //! default), `flash` (on `Flash<T>` fields), `readonly` (set only at
 //! creation or in [`TypedSession::regenerate_with`]), `rename = "key"`,
 //! `default` / `default = path`, `skip` (never stored).
+//!
+//! A migration function takes the stored fields of version K as a JSON
+//! object (field keys to values, as version K wrote them) and returns them
+//! as version K + 1 stores them: `fn(serde_json::Value) ->
+//! Result<serde_json::Value, MigrationError>`, with `serde_json` re-exported
+//! as [`typed_session::serde_json`](crate::serde_json). Loading runs the
+//! steps in order and writes the upgraded record back.
+//!
+//! A write a rule refuses is a [`ValidationError`], answered `422` with the
+//! field name and a generic reason (the rule's message stays server-side);
+//! a stored value that fails is handled by its `on_invalid` policy, and
+//! `reject` answers `400 invalid session`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -107,6 +120,10 @@ pub use layer::{SessionLayer, SessionService};
 pub use rejection::SessionRejection;
 pub use revoke::RevocationList;
 pub use schema::{OnInvalid, SessionSchema};
+/// The JSON crate the stored form and migrations use, re-exported so that a
+/// migration function (`fn(serde_json::Value) -> Result<serde_json::Value,
+/// MigrationError>`) needs no dependency of its own.
+pub use serde_json;
 
 /// Derives [`SessionSchema`](trait@SessionSchema) for a struct with named fields.
 #[cfg(feature = "derive")]

@@ -86,7 +86,11 @@ impl IntoResponse for SessionRejection {
 
 impl IntoResponse for crate::ValidationError {
     fn into_response(self) -> Response {
-        (StatusCode::UNPROCESSABLE_ENTITY, self.to_string()).into_response()
+        tracing::debug!(
+            field = self.field().unwrap_or("<struct>"),
+            "session write refused by a rule; answering 422"
+        );
+        (StatusCode::UNPROCESSABLE_ENTITY, self.public_text()).into_response()
     }
 }
 

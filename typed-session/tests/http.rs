@@ -561,3 +561,36 @@ mod redis_only {
         assert!(ok, "serves again once resumed");
     }
 }
+
+fn small(n: &u32) -> Result<(), String> {
+    if *n < 10 {
+        Ok(())
+    } else {
+        Err(format!("{n} exceeds limit from table internal_quota_v2"))
+    }
+}
+
+#[derive(SessionSchema)]
+struct Limited {
+    #[session(validate = small)]
+    n: u32,
+}
+
+/// A refused write answers 422 naming the field, never the rule's message.
+#[tokio::test]
+async fn validation_errors_answer_422_without_the_rules_message() {
+    let app = Router::new()
+        .route(
+            "/set",
+            post(|s: TypedSession<Limited>| async move {
+                s.set_n(50)?;
+                Ok::<_, typed_session::ValidationError>("set")
+            }),
+        )
+        .layer(SessionLayer::new(MemoryStore::new()).with_secure(false));
+    let server = serve(app).await;
+    let res = http_post(server.addr, "/set", None).await;
+    assert_eq!(res.status, 422);
+    assert_eq!(res.body, "invalid value for session field `n`");
+    assert!(res.set_cookies().is_empty(), "nothing was written");
+}
