@@ -189,32 +189,68 @@ pub(crate) fn flash_inner(ty: &Type) -> Option<&Type> {
     }
 }
 
-/// Names of methods that `TypedSession` and the generated handle already
-/// have; a field of that name would have its accessor shadowed.
-const RESERVED: &[&str] = &[
-    "id",
-    "read",
-    "update",
-    "snapshot",
-    "regenerate",
-    "regenerate_clear",
-    "regenerate_with",
-    "destroy",
-    "save",
-    "set_expiry",
-    "view",
-    "is_new",
-    "is_changed",
+/// Methods a call on `TypedSession<S>` or `SessionView<S>` finds before the
+/// generated accessors (which it reaches through `Deref`): their own
+/// methods, the whole-struct accessors of the generated handles, and the
+/// methods of prelude traits they implement (`Clone`, and the blanket
+/// `ToOwned`, `Into`, `TryInto`). An accessor of one of these names would be
+/// silently shadowed. Associated functions without `self` (`detached`,
+/// `import`) cannot be called as methods and shadow nothing.
+const SHADOWING_METHODS: &[(&str, &str)] = &[
+    ("export", "TypedSession"),
+    ("id", "TypedSession"),
+    ("is_new", "TypedSession"),
+    ("is_changed", "TypedSession"),
+    ("regenerate", "TypedSession"),
+    ("regenerate_clear", "TypedSession"),
+    ("regenerate_clear_with", "TypedSession"),
+    ("regenerate_with", "TypedSession"),
+    ("destroy", "TypedSession"),
+    ("set_subject", "TypedSession"),
+    ("set_expiry", "TypedSession"),
+    ("save", "TypedSession"),
+    ("view", "TypedSession"),
+    ("expires_at", "TypedSession"),
+    ("read", "TypedSession"),
+    ("update", "TypedSession"),
+    ("snapshot", "TypedSession"),
+    ("clone", "Clone"),
+    ("clone_from", "Clone"),
+    ("to_owned", "ToOwned"),
+    ("clone_into", "ToOwned"),
+    ("into", "Into"),
+    ("try_into", "TryInto"),
 ];
+
+/// The accessor names `#[derive(SessionSchema)]` generates for a field.
+fn accessor_names(field: &crate::ast::Field) -> Vec<String> {
+    let name = field.name();
+    if field.attrs.flash.is_some() {
+        return vec![name];
+    }
+    vec![
+        name.clone(),
+        format!("with_{name}"),
+        format!("set_{name}"),
+        format!("update_{name}"),
+        format!("take_{name}"),
+    ]
+}
 
 pub(crate) fn check_reserved_names(cx: &Ctxt, input: &Input) {
     for field in &input.fields {
         let name = field.name();
-        if RESERVED.contains(&name.as_str()) {
+        let clash = accessor_names(field).into_iter().find_map(|accessor| {
+            SHADOWING_METHODS
+                .iter()
+                .find(|(method, _)| *method == accessor)
+                .map(|(method, owner)| (accessor.clone(), *method, *owner))
+        });
+        if let Some((accessor, method, owner)) = clash {
             cx.error_spanned_by(
                 field.ident,
                 format_args!(
-                    "a session field cannot be named `{name}`: `TypedSession` has a method of that name; rename the field and keep the stored key with `#[session(rename = \"{name}\")]`"
+                    "a session field cannot be named `{name}`: its accessor `{accessor}` would be shadowed by `{owner}::{method}`; rename the field and keep the stored key with `#[session(rename = \"{name}\")]`"
                 ),
             );
         }

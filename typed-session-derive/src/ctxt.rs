@@ -32,8 +32,11 @@ impl Ctxt {
 
     /// Records a `syn::Error` as it is.
     pub(crate) fn syn_error(&self, err: syn::Error) {
-        if let Some(errors) = self.errors.borrow_mut().as_mut() {
-            errors.push(err);
+        match self.errors.borrow_mut().as_mut() {
+            Some(errors) => errors.push(err),
+            // A bug in this macro, never a user error: an error reported
+            // after `check` would be lost, so it fails loudly (and in tests).
+            None => panic!("typed-session-derive: error reported after Ctxt::check(): {err}"),
         }
     }
 
@@ -48,6 +51,23 @@ impl Ctxt {
             combined.combine(rest);
         }
         Err(combined)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "error reported after Ctxt::check()")]
+    fn an_error_after_check_is_a_bug_not_a_silence() {
+        let cx = Ctxt::new();
+        let shared: &Ctxt = &cx;
+        let late = syn::Error::new(proc_macro2::Span::call_site(), "late");
+        // `check` consumes the context; a copy of the reference cannot exist
+        // after it, so the late report is simulated through the inner state.
+        shared.errors.borrow_mut().take();
+        shared.syn_error(late);
     }
 }
 

@@ -383,7 +383,7 @@ fn writers(f: &Field, ident: &syn::Ident, ts: &TokenStream) -> TokenStream {
         let flash_doc = doc(format!(
             "The flash messages of `{field}`: `push` for the next request, `now` for this one, `drain` to read (and consume) them."
         ));
-        let blocked = blocked_writers(&set, &update, &take, quote!(#ts::FlashField));
+        let blocked = blocked_writers(&set, &update, &take, ty, quote!(#ts::FlashField), ts);
         return quote! {
             #flash_doc
             pub fn #name(&self) -> #ts::FlashHandle<'_, #ident, #inner> {
@@ -393,7 +393,7 @@ fn writers(f: &Field, ident: &syn::Ident, ts: &TokenStream) -> TokenStream {
         };
     }
     if f.attrs.readonly.is_some() {
-        return blocked_writers(&set, &update, &take, quote!(#ts::ReadonlyField));
+        return blocked_writers(&set, &update, &take, ty, quote!(#ts::ReadonlyField), ts);
     }
 
     let default = default_expr(f, ts);
@@ -425,26 +425,44 @@ fn writers(f: &Field, ident: &syn::Ident, ts: &TokenStream) -> TokenStream {
     }
 }
 
-/// Setters that exist only to fail with a message that explains why the
-/// field cannot be written this way.
+/// Setters that exist only to fail, at the call, with a message that
+/// explains why the field cannot be written this way. They have the real
+/// setters' signatures (so `?`, `.unwrap()` and argument counts add no
+/// second error); the bound, higher-ranked so that it is checked where the
+/// method is called rather than where it is defined, is never satisfied.
 fn blocked_writers(
     set: &syn::Ident,
     update: &syn::Ident,
     take: &syn::Ident,
+    ty: &syn::Type,
     marker: TokenStream,
+    ts: &TokenStream,
 ) -> TokenStream {
     quote! {
         #[doc(hidden)]
-        pub fn #set<__V: #marker>(&self, value: __V) -> ::core::convert::Infallible {
-            #marker::unreachable(value)
+        #[allow(unreachable_code, unused_variables)]
+        pub fn #set(&self, value: #ty) -> ::core::result::Result<(), #ts::ValidationError>
+        where
+            for<'__a> &'__a Self: #marker,
+        {
+            match #marker::unreachable(self) {}
         }
         #[doc(hidden)]
-        pub fn #update<__V: #marker>(&self, value: __V) -> ::core::convert::Infallible {
-            #marker::unreachable(value)
+        #[allow(unreachable_code, unused_variables)]
+        pub fn #update<__R, __F>(&self, f: __F) -> ::core::result::Result<__R, #ts::ValidationError>
+        where
+            __F: ::core::ops::FnOnce(&mut #ty) -> __R,
+            for<'__a> &'__a Self: #marker,
+        {
+            match #marker::unreachable(self) {}
         }
         #[doc(hidden)]
-        pub fn #take<__V: #marker>(&self, value: __V) -> ::core::convert::Infallible {
-            #marker::unreachable(value)
+        #[allow(unreachable_code)]
+        pub fn #take(&self) -> #ty
+        where
+            for<'__a> &'__a Self: #marker,
+        {
+            match #marker::unreachable(self) {}
         }
     }
 }
