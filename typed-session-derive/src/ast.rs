@@ -7,6 +7,7 @@ use crate::ctxt::Ctxt;
 
 pub(crate) struct Input<'a> {
     pub(crate) ident: &'a Ident,
+    pub(crate) vis: &'a syn::Visibility,
     pub(crate) attrs: attr::Container,
     pub(crate) fields: Vec<Field<'a>>,
 }
@@ -17,6 +18,8 @@ pub(crate) struct Field<'a> {
     pub(crate) attrs: attr::Field,
     /// Position among all fields, used as the field's change-tracking bit.
     pub(crate) index: usize,
+    /// The field's doc comments, repeated on its accessors.
+    pub(crate) docs: Vec<&'a syn::Attribute>,
 }
 
 impl<'a> Field<'a> {
@@ -102,11 +105,17 @@ impl<'a> Input<'a> {
                     ty: &field.ty,
                     attrs: attr::Field::from_ast(cx, &field.attrs),
                     index,
+                    docs: field
+                        .attrs
+                        .iter()
+                        .filter(|a| a.path().is_ident("doc"))
+                        .collect(),
                 })
             })
             .collect();
         Some(Input {
             ident: &input.ident,
+            vis: &input.vis,
             attrs,
             fields,
         })

@@ -76,6 +76,8 @@ pub(crate) struct Container {
     pub(crate) migrations: Vec<Migration>,
     pub(crate) validate: Option<(Span, Path)>,
     pub(crate) krate: Option<(Span, Path)>,
+    /// `handle = "Name"`: the generated handle type's name.
+    pub(crate) handle: Option<(Span, syn::Ident)>,
 }
 
 pub(crate) struct Field {
@@ -88,7 +90,7 @@ pub(crate) struct Field {
     pub(crate) skip: Option<Span>,
 }
 
-const CONTAINER_KEYS: &str = "`version`, `migrate`, `validate` or `crate`";
+const CONTAINER_KEYS: &str = "`version`, `migrate`, `validate`, `handle` or `crate`";
 const FIELD_KEYS: &str =
     "`validate`, `on_invalid`, `flash`, `readonly`, `rename`, `default` or `skip`";
 
@@ -106,6 +108,7 @@ impl Container {
         let mut version = Attr::none(cx, VERSION);
         let mut validate = Attr::none(cx, VALIDATE);
         let mut krate = Attr::none(cx, CRATE);
+        let mut handle = Attr::none(cx, HANDLE);
         let mut migrations = Vec::new();
 
         for attr in session_attrs(attrs) {
@@ -144,6 +147,19 @@ impl Container {
                             ),
                         ),
                     }
+                } else if meta.path == HANDLE {
+                    // #[session(handle = "ShopSession")]
+                    let lit: LitStr = meta.value()?.parse()?;
+                    match lit.parse::<syn::Ident>() {
+                        Ok(ident) => handle.set(span, ident),
+                        Err(_) => cx.error_spanned_by(
+                            &lit,
+                            format_args!(
+                                "`#[session(handle = {:?})]` is not a type name; write it as `handle = \"ShopSession\"`",
+                                lit.value()
+                            ),
+                        ),
+                    }
                 } else if is_field_key(&meta.path) {
                     reject_key(cx, &meta, |key| {
                         format!("`#[session({key})]` belongs on a field, not on the struct; move it to the field it is about")
@@ -163,6 +179,7 @@ impl Container {
             migrations,
             validate: validate.get(),
             krate: krate.get(),
+            handle: handle.get(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) const FROM: Symbol = Symbol("from");
 pub(crate) const WITH: Symbol = Symbol("with");
 pub(crate) const VALIDATE: Symbol = Symbol("validate");
 pub(crate) const CRATE: Symbol = Symbol("crate");
+pub(crate) const HANDLE: Symbol = Symbol("handle");
 pub(crate) const ON_INVALID: Symbol = Symbol("on_invalid");
 pub(crate) const FLASH: Symbol = Symbol("flash");
 pub(crate) const READONLY: Symbol = Symbol("readonly");

@@ -49,11 +49,38 @@
 //! `SessionLayer::encrypted_cookie`) seals the whole session in the cookie
 //! instead. [`RevocationList`] ends every session of one user on any of them.
 //!
+//! # The generated accessors
+//!
+//! The derive emits two named types beside the struct, with the struct's
+//! visibility: `{Struct}Handle`, the accessors that `TypedSession<Struct>`
+//! dereferences to, and `{Struct}View`, the read-only ones behind
+//! `SessionView<Struct>`. `cargo doc` lists them with every accessor and
+//! each field's doc comment; `#[session(handle = "Name")]` renames them
+//! (`Name`, `NameView`). Code can name them, for helpers that take any
+//! session of that struct:
+//!
+//! ```
+//! use typed_session::{SessionSchema, TypedSession};
+//!
+//! #[derive(SessionSchema)]
+//! struct Cart {
+//!     /// The products in the cart, by id.
+//!     items: Vec<u32>,
+//! }
+//!
+//! fn count(cart: &CartHandle) -> usize {
+//!     cart.with_items(|items| items.len())
+//! }
+//!
+//! let session = TypedSession::detached(Cart { items: vec![7, 9] });
+//! assert_eq!(count(&session), 2);
+//! ```
+//!
 //! # Attributes
 //!
 //! On the struct: `version = N`, `migrate(from = K, with = path)` for every
 //! K below N, `validate = path` (a `fn(&Self) -> Result<(), E: Display>`),
-//! `crate = "path"`. On a field: `validate = path` (`fn(&T) -> Result<(), E:
+//! `handle = "Name"` (the generated types' names), `crate = "path"`. On a field: `validate = path` (`fn(&T) -> Result<(), E:
 //! Display>`, or the borrowed form: `fn(&[T])` for `Vec<T>`, `fn(&str)` for
 //! `String`), `on_invalid = "reset" | "destroy" | "reject"` (what loading
 //! does with a stored value that fails to parse or validate; `reset` by

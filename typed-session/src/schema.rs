@@ -34,10 +34,12 @@ pub trait SessionSchema: Sized + Send + Sync + 'static {
     #[doc(hidden)]
     const FIELDS: &'static [FieldMeta];
 
-    #[doc(hidden)]
+    /// The generated accessors (`{Struct}Handle`): what
+    /// [`TypedSession<Self>`](crate::TypedSession) dereferences to.
     type Handle: HandleFor<Self>;
 
-    #[doc(hidden)]
+    /// The generated read-only accessors (`{Struct}View`): what
+    /// [`SessionView<Self>`](crate::SessionView) dereferences to.
     type View: HandleFor<Self>;
 
     #[doc(hidden)]

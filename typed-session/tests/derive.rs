@@ -537,3 +537,33 @@ fn flash_queues_are_bounded_oldest_dropped() {
     assert_eq!(got.len(), MAX_PENDING_FLASH);
     assert_eq!(got.last().map(String::as_str), Some("m499"));
 }
+
+/// The generated handle types can be named, and renamed with `handle = "..."`.
+mod named_handles {
+    use typed_session::{SessionSchema, SessionView, TypedSession};
+
+    #[derive(SessionSchema)]
+    #[session(handle = "LoginState")]
+    struct Auth {
+        /// The signed-in user.
+        user: Option<u64>,
+    }
+
+    fn signed_in(state: &LoginStateView) -> bool {
+        state.user().is_some()
+    }
+
+    fn sign_in(state: &LoginState, user: u64) {
+        state.set_user(Some(user)).unwrap();
+    }
+
+    #[test]
+    fn handles_are_named_types() {
+        let session = TypedSession::detached(Auth { user: None });
+        assert!(!signed_in(&session));
+        sign_in(&session, 7);
+        assert!(signed_in(&session));
+        let view: SessionView<Auth> = session.view();
+        assert!(signed_in(&view));
+    }
+}
