@@ -237,6 +237,13 @@ fn accessor_names(field: &crate::ast::Field) -> Vec<String> {
     ]
 }
 
+/// Whether one of the field's accessors would be shadowed.
+pub(crate) fn accessor_shadowed(field: &crate::ast::Field) -> bool {
+    accessor_names(field)
+        .iter()
+        .any(|a| SHADOWING_METHODS.iter().any(|(m, _)| m == a))
+}
+
 pub(crate) fn check_reserved_names(cx: &Ctxt, input: &Input) {
     for field in &input.fields {
         let name = field.name();

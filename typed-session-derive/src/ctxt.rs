@@ -54,6 +54,15 @@ impl Ctxt {
     }
 }
 
+impl Drop for Ctxt {
+    fn drop(&mut self) {
+        // A bug in this macro, never a user error: `check` must always run.
+        if !thread::panicking() && self.errors.borrow().is_some() {
+            panic!("typed-session-derive: Ctxt dropped without check()");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,14 +77,5 @@ mod tests {
         // after it, so the late report is simulated through the inner state.
         shared.errors.borrow_mut().take();
         shared.syn_error(late);
-    }
-}
-
-impl Drop for Ctxt {
-    fn drop(&mut self) {
-        // A bug in this macro, never a user error: `check` must always run.
-        if !thread::panicking() && self.errors.borrow().is_some() {
-            panic!("typed-session-derive: Ctxt dropped without check()");
-        }
     }
 }

@@ -1,6 +1,9 @@
-//! On error: the `compile_error!`s plus a stub `SessionSchema` impl, so that
-//! the user sees the real mistakes and not a pile of "trait not implemented"
-//! errors wherever the struct is used as a session.
+//! On an input that cannot be read as a session struct (an enum, a tuple
+//! struct, generics): the `compile_error!`s plus a stub `SessionSchema`
+//! impl, so that the user sees the real mistakes and not a pile of "trait
+//! not implemented" errors wherever the type is used as a session. (Attribute
+//! mistakes on a readable struct get the full expansion beside the errors:
+//! see `expand::derive`.)
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -18,7 +21,7 @@ pub(crate) fn expand(input: &DeriveInput, errors: syn::Error) -> TokenStream {
     }
     quote! {
         #errors
-        #[allow(unused_qualifications, unreachable_code, clippy::all)]
+        #[allow(unused_qualifications, unreachable_code)]
         #[automatically_derived]
         impl #ts::SessionSchema for #ident {
             const VERSION: u32 = 1;
