@@ -22,7 +22,7 @@ use bytes::Bytes;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 
-use super::seam::{Found, Loaded, Payload, Stored, Written};
+use super::seam::{Found, Loaded, Payload, Stored, Written, cookie_value};
 use crate::cookies::CookieIn;
 use crate::error::{Error, StoreError};
 use crate::header::{self, Header, Subject};
@@ -265,15 +265,9 @@ impl SealedCookie {
     }
 
     pub(crate) fn load(&self, cookie: CookieIn<'_>) -> Result<Found, StoreError> {
-        let value = match cookie {
-            CookieIn::Absent => return Ok(Found::Absent),
-            CookieIn::Invalid => {
-                tracing::debug!(
-                    "sealed session cookie unusable (oversized or sent twice with different values)"
-                );
-                return Ok(Found::Dead);
-            }
-            CookieIn::Value(v) => v,
+        let value = match cookie_value(cookie) {
+            Ok(value) => value,
+            Err(found) => return Ok(found),
         };
         match self.open(value) {
             Ok(opened) => Ok(Found::Live(Loaded {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::cookies::CookieIn;
 use crate::error::LoadError;
 use crate::id::SessionId;
 use crate::store::TypedCache;
@@ -74,4 +75,20 @@ pub(crate) fn exact_bytes(encoded: &[u8]) -> Bytes {
     // A copy into an exact-size allocation; shrinking in place (realloc)
     // fragments the heap when millions of records are kept.
     Bytes::copy_from_slice(encoded)
+}
+
+/// The request cookie's value, or what a load finds without a usable one:
+/// `Absent`, or `Dead` (logged) for a cookie that is oversized or sent twice
+/// with different values. The first step of every backend's load.
+pub(crate) fn cookie_value(cookie: CookieIn<'_>) -> Result<&str, Found> {
+    match cookie {
+        CookieIn::Absent => Err(Found::Absent),
+        CookieIn::Invalid => {
+            tracing::debug!(
+                "session cookie unusable (oversized or sent twice with different values)"
+            );
+            Err(Found::Dead)
+        }
+        CookieIn::Value(v) => Ok(v),
+    }
 }

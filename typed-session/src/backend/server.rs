@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::seam::{Found, Loaded, Merge, Payload, Stored, Written, exact_bytes};
+use super::seam::{Found, Loaded, Merge, Payload, Stored, Written, cookie_value, exact_bytes};
 use crate::clock::from_unix_millis;
 use crate::cookies::CookieIn;
 use crate::error::{Error, StoreError, error_chain};
@@ -140,15 +140,9 @@ impl ServerSide {
     }
 
     pub(crate) async fn load(&self, cookie: CookieIn<'_>) -> Result<Found, StoreError> {
-        let value = match cookie {
-            CookieIn::Absent => return Ok(Found::Absent),
-            CookieIn::Invalid => {
-                tracing::debug!(
-                    "session cookie unusable (oversized or sent twice with different values)"
-                );
-                return Ok(Found::Dead);
-            }
-            CookieIn::Value(v) => v,
+        let value = match cookie_value(cookie) {
+            Ok(value) => value,
+            Err(found) => return Ok(found),
         };
         let Some((id, resign)) = self.verify(value) else {
             tracing::debug!("session cookie unusable (malformed or badly signed)");

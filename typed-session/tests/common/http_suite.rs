@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +26,26 @@ fn follow(cookie: &mut String, res: &Response) {
     {
         *cookie = c;
     }
+}
+
+/// `POST`s every path at once with `cookie`; the responses in path order.
+async fn post_concurrently(
+    addr: std::net::SocketAddr,
+    cookie: &str,
+    paths: impl IntoIterator<Item = String>,
+) -> Vec<Response> {
+    let tasks: Vec<_> = paths
+        .into_iter()
+        .map(|path| {
+            let cookie = cookie.to_owned();
+            tokio::spawn(async move { http_post(addr, &path, Some(&cookie)).await })
+        })
+        .collect();
+    let mut responses = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        responses.push(t.await.expect("task"));
+    }
+    responses
 }
 
 fn not_banned(user: &Option<u64>) -> Result<(), String> {
@@ -556,15 +575,8 @@ pub async fn concurrent_writes_to_different_fields_all_survive<H: Harness>(h: H)
     let cookie = start.cookie().expect("session created");
     let addr = server.addr;
 
-    let tasks: Vec<_> = (0..100)
-        .map(|n| {
-            let cookie = cookie.clone();
-            tokio::spawn(async move { http_post(addr, &format!("/bump/{n}"), Some(&cookie)).await })
-        })
-        .collect();
     let mut last = None;
-    for t in tasks {
-        let res = t.await.expect("task");
+    for res in post_concurrently(addr, &cookie, (0..100).map(|n| format!("/bump/{n}"))).await {
         assert_eq!(res.status, 200);
         last = res.cookie();
     }
@@ -590,22 +602,12 @@ pub async fn concurrent_writes_to_different_fields_all_survive<H: Harness>(h: H)
     // The same field from 100 requests at once: every request succeeds and
     // the field ends between 1 and 100 (+1 from /same above): concurrent
     // writes of one field are last-writer-wins, as documented.
-    let ok = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let cookie = cookie.clone();
-            let ok = ok.clone();
-            tokio::spawn(async move {
-                if http_post(addr, "/same", Some(&cookie)).await.status == 200 {
-                    ok.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    assert_eq!(ok.load(Ordering::SeqCst), 100);
+    let ok = post_concurrently(addr, &cookie, (0..100).map(|_| "/same".to_owned()))
+        .await
+        .iter()
+        .filter(|res| res.status == 200)
+        .count();
+    assert_eq!(ok, 100);
     let body = http_get(addr, "/values", Some(&cookie)).await.body;
     let same: u32 = body
         .rsplit(' ')
@@ -1103,18 +1105,8 @@ pub async fn concurrent_flash_messages_are_neither_lost_nor_repeated<H: Harness>
     let server = serve(routes().route("/push/{n}", push).layer(plain_layer(&h))).await;
     let addr = server.addr;
     let cookie = login_cookie(addr).await;
-    let tasks: Vec<_> = (0..40)
-        .map(|n| {
-            let cookie = cookie.clone();
-            tokio::spawn(async move {
-                http_post(addr, &format!("/push/{n}"), Some(&cookie))
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
+    for res in post_concurrently(addr, &cookie, (0..40).map(|n| format!("/push/{n}"))).await {
+        assert_eq!(res.status, 200);
     }
     let shown = http_get(addr, "/flash", Some(&cookie)).await.body;
     let mut got: Vec<&str> = shown.split(',').collect();
@@ -1130,18 +1122,8 @@ pub async fn concurrent_flash_messages_are_neither_lost_nor_repeated<H: Harness>
         let cookie = cookie.clone();
         tokio::spawn(async move { http_get(addr, "/flash", Some(&cookie)).await.body })
     };
-    let pushers: Vec<_> = (0..20)
-        .map(|n| {
-            let cookie = cookie.clone();
-            tokio::spawn(async move {
-                http_post(addr, &format!("/push/{n}"), Some(&cookie))
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    for t in pushers {
-        assert_eq!(t.await.unwrap(), 200);
+    for res in post_concurrently(addr, &cookie, (0..20).map(|n| format!("/push/{n}"))).await {
+        assert_eq!(res.status, 200);
     }
     let first = reader.await.unwrap();
     let rest = http_get(addr, "/flash", Some(&cookie)).await.body;
