@@ -113,6 +113,9 @@ mod error;
 mod expiry;
 mod extract;
 mod flash;
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod handle;
 mod header;
 mod id;
