@@ -101,6 +101,18 @@ impl<S: SessionSchema> Core<S> {
             Found::Live(loaded) => loaded,
             Found::Absent | Found::Dead => return Ok(Core::new(State::fresh(now), Some(rt))),
         };
+        // Nothing this layer writes is larger: a bigger record was planted
+        // or written under another configuration, and parsing it would cost
+        // memory and time in proportion to it.
+        if loaded.cache.is_none() && loaded.data.len() > rt.max_session_bytes.saturating_mul(2) {
+            tracing::debug!(
+                size = loaded.data.len(),
+                limit = rt.max_session_bytes,
+                "stored session larger than the layer writes; discarded, starting a new session"
+            );
+            rt.backend.discard(&loaded.stored).await;
+            return Ok(Core::new(State::fresh(now), Some(rt)));
+        }
         let decoded = match loaded.cache.as_ref().and_then(envelope::from_cache::<S>) {
             Some(from_cache) => from_cache,
             None => envelope::decode::<S>(&loaded.data),

@@ -594,3 +594,57 @@ async fn validation_errors_answer_422_without_the_rules_message() {
     assert_eq!(res.body, "invalid value for session field `n`");
     assert!(res.set_cookies().is_empty(), "nothing was written");
 }
+
+/// Sends `n` cookie-less `GET path` requests on one keep-alive connection;
+/// returns how many were answered 200 without a `Set-Cookie`.
+async fn keep_alive_gets(addr: std::net::SocketAddr, path: &str, n: usize) -> usize {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut clean = 0;
+    for _ in 0..n {
+        write.write_all(request.as_bytes()).await.unwrap();
+        let (mut status, mut length, mut sets_cookie) = (0, 0, false);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            read.read_line(&mut line).await.unwrap();
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            } else if let Some(s) = l.strip_prefix("http/1.1 ") {
+                status = s[..3].parse().unwrap();
+            } else if let Some(v) = l.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            } else if l.starts_with("set-cookie:") {
+                sets_cookie = true;
+            }
+        }
+        let mut body = vec![0u8; length];
+        read.read_exact(&mut body).await.unwrap();
+        if status == 200 && !sets_cookie {
+            clean += 1;
+        }
+    }
+    clean
+}
+
+/// 100,000 requests without a cookie leave no record in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_cookieless_requests_leave_no_record() {
+    let store = MemoryStore::new();
+    let server = serve(app(SessionLayer::new(store.clone()).with_secure(false))).await;
+    let started = std::time::Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(keep_alive_gets(server.addr, "/read", 12_500)))
+        .collect();
+    let mut clean = 0;
+    for w in workers {
+        clean += w.await.unwrap();
+    }
+    assert_eq!(clean, 100_000, "every request answered, none set a cookie");
+    assert_eq!(store.len(), 0, "no record");
+    println!("100,000 cookie-less requests in {:?}", started.elapsed());
+}

@@ -25,6 +25,10 @@ pub trait Harness: Clone + Send + Sync + 'static {
         cookie_value: &str,
         f: fn(String) -> String,
     ) -> impl Future<Output = bool> + Send;
+    /// Replaces the stored bytes of the session of a cookie value with
+    /// `data`, as an attacker with write access to the store would; `false`
+    /// when the backend has no store or the store refused the record.
+    fn plant(&self, cookie_value: &str, data: Vec<u8>) -> impl Future<Output = bool> + Send;
     /// `true` for server-side stores; `false` for cookie mode, where every
     /// write sends a new cookie, an old cookie opens until its deadline and
     /// racing requests are last-response-wins (its documented semantics,
@@ -118,6 +122,23 @@ impl<T: SessionStore + Clone> Harness for Stored<T> {
     async fn delete(&self, cookie_value: &str) -> bool {
         self.store.delete(&session_key(cookie_value)).await.unwrap();
         true
+    }
+
+    async fn plant(&self, cookie_value: &str, data: Vec<u8>) -> bool {
+        let key = session_key(cookie_value);
+        let Ok(Some(rec)) = self.store.load(&key).await else {
+            return false;
+        };
+        matches!(
+            self.store
+                .save(
+                    &key,
+                    Record::new(data, rec.revision + 1, rec.expires_at),
+                    rec.revision
+                )
+                .await,
+            Ok(SaveOutcome::Saved)
+        )
     }
 
     async fn rewrite(&self, cookie_value: &str, f: fn(String) -> String) -> bool {

@@ -1254,3 +1254,176 @@ pub async fn failed_requests_commit_nothing_half_done<H: Harness>(h: H) {
         "user=Some(42) counter=0"
     );
 }
+
+/// Hostile cookies and hostile records: each request gets a fresh
+/// anonymous session or a typed 4xx, and the server keeps serving.
+pub async fn hostile_cookies_and_records_get_nothing<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let addr = server.addr;
+    let cookie = login_cookie(addr).await;
+    let value = cookie.trim_start_matches("session=").to_owned();
+    let many: String = (0..500).map(|i| format!("c{i}=v{i}; ")).collect();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "wrong length",
+            format!("session={}", &value[..value.len() - 1]),
+        ),
+        ("too long", format!("session={value}A")),
+        (
+            "bad alphabet",
+            format!(
+                "session={}",
+                value.replace(|c: char| c.is_ascii_alphabetic(), "+")
+            ),
+        ),
+        ("control byte", format!("session={}\u{1}", &value[..10])),
+        ("64 KiB value", format!("session={}", "A".repeat(64 * 1024))),
+        ("500 other cookies first", format!("{many}session={value}")),
+        (
+            "ours twice, planted first",
+            format!("session=AAAAAAAAAAAAAAAAAAAAAA; session={value}"),
+        ),
+        (
+            "ours twice, planted last",
+            format!("session={value}; session=AAAAAAAAAAAAAAAAAAAAAA"),
+        ),
+        (
+            "unknown well-formed id",
+            "session=eyN3Jqjlj5CDtQKzauc8mA".to_owned(),
+        ),
+        (
+            "__Host- without its guarantees",
+            format!("__Host-session={value}"),
+        ),
+    ];
+    for (why, header) in &cases {
+        let res = request(addr, "GET", "/read", &[header.as_str()]).await;
+        if why == &"control byte" && res.status == 400 {
+            continue; // refused by the HTTP parser before any session code
+        }
+        assert_eq!(res.status, 200, "{why}");
+        assert_eq!(res.body, "user=None counter=0", "{why}");
+        assert!(res.set_cookies().is_empty(), "{why}: a read sets nothing");
+    }
+    // NUL and CR in a header: the HTTP parser refuses the request itself.
+    let nul = request(addr, "GET", "/read", &["session=\0abc"]).await;
+    assert!(nul.status == 400 || nul.status == 200, "{}", nul.status);
+    // The 500-cookie header: ours is past the 256 looked at, so unseen.
+    assert_eq!(
+        request(addr, "GET", "/read", &[&format!("session={value}; {many}")])
+            .await
+            .body,
+        "user=Some(42) counter=0",
+        "ours first is found"
+    );
+
+    // Records an attacker wrote into the store: 10,000 levels deep, 100 MiB.
+    if h.keeps_records() {
+        let deep = format!(
+            "{{\"v\":1,\"c\":1,\"t\":1,\"d\":{{\"junk\":{}{}}}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        for (why, record) in [
+            ("10,000 levels deep", deep.into_bytes()),
+            ("100 MiB", {
+                let mut big = b"{\"v\":1,\"c\":1,\"t\":1,\"d\":{\"junk\":\"".to_vec();
+                big.resize(big.len() + 100 * 1024 * 1024, b'x');
+                big.extend_from_slice(b"\"}}");
+                big
+            }),
+        ] {
+            let cookie = login_cookie(addr).await;
+            let planted = h.plant(&cookie, record).await;
+            println!("{why}: planted in the store: {planted}");
+            let res = http_get(addr, "/read", Some(&cookie)).await;
+            assert_eq!(res.status, 200, "{why} (planted: {planted})");
+            assert_eq!(
+                res.body, "user=None counter=0",
+                "{why} (planted: {planted})"
+            );
+        }
+    }
+    assert_eq!(
+        http_get(addr, "/healthz", None).await.body,
+        "ok",
+        "still serving"
+    );
+}
+
+/// Session fixation: an id the client made up is never adopted; a write
+/// with it starts a session under a new id.
+pub async fn attacker_chosen_ids_are_never_adopted<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let addr = server.addr;
+    for chosen in [
+        "session=eyN3Jqjlj5CDtQKzauc8mA",
+        "session=AAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let res = http_post(addr, "/inc", Some(chosen)).await;
+        assert_eq!(res.body, "counter=1");
+        let issued = res.cookie().expect("a new session");
+        assert_ne!(issued, chosen, "the chosen id is not adopted");
+        assert_eq!(
+            http_get(addr, "/read", Some(chosen)).await.body,
+            "user=None counter=0"
+        );
+        let res = http_post(addr, "/login", Some(chosen)).await;
+        assert_ne!(res.cookie().as_deref(), Some(chosen));
+    }
+}
+
+/// 1,000 sessions created at once: 1,000 distinct cookies, each its own session.
+pub async fn a_thousand_concurrent_creates<H: Harness>(h: H) {
+    let server = serve(app(plain_layer(&h))).await;
+    let addr = server.addr;
+    let mut cookies = std::collections::HashSet::new();
+    for batch in 0..4 {
+        let tasks: Vec<_> = (0..250)
+            .map(|_| tokio::spawn(async move { http_post(addr, "/inc", None).await }))
+            .collect();
+        for t in tasks {
+            let res = t.await.unwrap();
+            assert_eq!(
+                (res.status, res.body.as_str()),
+                (200, "counter=1"),
+                "batch {batch}"
+            );
+            assert!(cookies.insert(res.cookie().unwrap()), "a duplicate cookie");
+        }
+    }
+    assert_eq!(cookies.len(), 1000);
+    assert_count(&h, 1000, "one record per create").await;
+}
+
+/// Rolling renewal under concurrent requests: every response re-sends a
+/// cookie that opens the session, none removes it.
+pub async fn rolling_renewal_under_concurrent_requests<H: Harness>(h: H) {
+    let layer = plain_layer(&h)
+        .with_rolling(true)
+        .with_max_age(Some(Duration::from_secs(600)));
+    let server = serve(app(layer)).await;
+    let addr = server.addr;
+    let cookie = login_cookie(addr).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let cookie = cookie.clone();
+            tokio::spawn(async move {
+                if i % 5 == 0 {
+                    http_post(addr, "/inc", Some(&cookie)).await
+                } else {
+                    http_get(addr, "/read", Some(&cookie)).await
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let res = t.await.unwrap();
+        assert_eq!(res.status, 200, "{}", res.body);
+        assert!(!res.removes_cookie());
+        let renewed = res.cookie().expect("rolling re-sends the cookie");
+        assert!(res.set_cookies()[0].contains("Max-Age=600"));
+        let body = http_get(addr, "/read", Some(&renewed)).await.body;
+        assert!(body.starts_with("user=Some(42)"), "{body}");
+    }
+}

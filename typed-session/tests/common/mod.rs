@@ -183,6 +183,10 @@ macro_rules! http_suite {
                 host_prefix_is_the_default_with_secure,
                 concurrent_flash_messages_are_neither_lost_nor_repeated,
                 failed_requests_commit_nothing_half_done,
+                hostile_cookies_and_records_get_nothing,
+                attacker_chosen_ids_are_never_adopted,
+                a_thousand_concurrent_creates,
+                rolling_renewal_under_concurrent_requests,
             );
         }
     };

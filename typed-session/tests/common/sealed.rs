@@ -32,6 +32,10 @@ impl Harness for SealedCookie {
         false
     }
 
+    async fn plant(&self, _: &str, _: Vec<u8>) -> bool {
+        false
+    }
+
     fn keeps_records(&self) -> bool {
         false
     }
