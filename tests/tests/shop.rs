@@ -666,3 +666,110 @@ async fn the_demo_starts_on_its_default_store_with_a_development_secret() {
     assert!(stdout.contains("file store in"), "{stdout}");
     assert!(stderr.contains("SESSION_SECRET is not set"), "{stderr}");
 }
+
+/// Starts the shop binary on `port` with its file store in `dir` and a
+/// fixed secret (so cookies outlive the process); waits until it listens.
+async fn start_shop(port: u16, dir: &std::path::Path) -> tokio::process::Child {
+    let child = tokio::process::Command::new(shop_binary())
+        .env("PORT", port.to_string())
+        .env("SESSION_FILE_PATH", dir)
+        .env("SESSION_SECRET", "a fixed secret for the crash test, 32 bytes+")
+        .env_remove("SESSION_DRIVER")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the shop did not listen on {port} within 10 s");
+}
+
+/// SIGKILL of the app in the middle of writes, then a restart: every
+/// acknowledged write is there (a write in flight at the kill may be too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_app_restarts_with_every_acknowledged_write() {
+    let dir = TempDir::new("shop-kill");
+    let sessions = dir.path().join("sessions");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut app = start_shop(port, &sessions).await;
+    let add = json!({"productId": 1, "quantity": 1});
+    let writers: Vec<_> = (0..10)
+        .map(|_| {
+            let add = add.clone();
+            tokio::spawn(async move {
+                let mut b = Browser::new(addr);
+                let mut acknowledged = 0u64;
+                for _ in 0..90 {
+                    // A refused connection (the app is dead) ends the loop.
+                    let Ok(Ok(stream)) = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        tokio::net::TcpStream::connect(addr),
+                    )
+                    .await
+                    else {
+                        break;
+                    };
+                    drop(stream);
+                    let sent = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::spawn({
+                            let cookie = b.cookie.clone();
+                            let add = add.clone();
+                            async move {
+                                let mut b = Browser { addr, cookie };
+                                let (status, body) = b.api("POST", "/api/cart", Some(add)).await;
+                                (status, body, b.cookie)
+                            }
+                        }),
+                    )
+                    .await;
+                    match sent {
+                        Ok(Ok((200, body, cookie))) => {
+                            acknowledged = body["items"][0]["quantity"].as_u64().unwrap();
+                            b.cookie = cookie;
+                        }
+                        _ => break,
+                    }
+                }
+                (b.cookie, acknowledged)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.start_kill().unwrap();
+    let _ = app.wait().await;
+    let mut results = Vec::new();
+    for w in writers {
+        results.push(w.await.unwrap());
+    }
+    let total: u64 = results.iter().map(|(_, n)| n).sum();
+    assert!(total > 0, "writes were acknowledged before the kill");
+
+    let _app = start_shop(port, &sessions).await;
+    let mut kept = 0;
+    for (cookie, acknowledged) in &results {
+        let Some(cookie) = cookie else { continue };
+        let mut b = Browser {
+            addr,
+            cookie: Some(cookie.clone()),
+        };
+        let (_, cart) = b.api("GET", "/api/cart", None).await;
+        let now = cart["items"][0]["quantity"].as_u64().unwrap_or(0);
+        assert!(
+            now == *acknowledged || now == acknowledged + 1,
+            "acknowledged {acknowledged}, found {now} after the restart"
+        );
+        kept += 1;
+    }
+    println!("killed mid-write: {total} acknowledged writes over {kept} sessions, all present after the restart");
+}

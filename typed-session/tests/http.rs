@@ -257,6 +257,92 @@ async fn a_read_only_file_store_directory_gives_503_then_recovers() {
     );
 }
 
+/// A session with room to grow, for the full-disk test.
+#[cfg(feature = "file-store")]
+#[derive(SessionSchema)]
+struct Blob {
+    data: String,
+}
+
+/// A full disk under the file store (a 512 KiB tmpfs mounted for the test):
+/// writes that do not fit get 503 (nothing acknowledged that is not on
+/// disk), every acknowledged session still reads back whole, and once space
+/// is freed writes succeed again without a restart. Mounting needs root;
+/// without it the test says so and checks nothing (a documented skip).
+#[cfg(feature = "file-store")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gives_503_and_keeps_what_was_acknowledged() {
+    let dir = common::harness::TempDir::new("full-disk");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        println!("SKIPPED: cannot mount a small tmpfs here (needs root): the full-disk case is not exercised");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path().to_path_buf());
+    let store = typed_session::store::FileStore::open(dir.path().join("sessions")).unwrap();
+    let routes = Router::new()
+        .route(
+            "/grow",
+            post(|s: TypedSession<Blob>| async move {
+                s.update_data(|d| d.push_str(&"x".repeat(8 * 1024))).unwrap();
+                s.with_data(|d| d.len().to_string())
+            }),
+        )
+        .route(
+            "/size",
+            get(|s: TypedSession<Blob>| async move { s.with_data(|d| d.len().to_string()) }),
+        )
+        .route(
+            "/end",
+            post(|s: TypedSession<Blob>| async move {
+                s.destroy();
+                "ended"
+            }),
+        );
+    let server = serve(routes.layer(SessionLayer::new(store).with_secure(false))).await;
+    let addr = server.addr;
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let res = http_post(addr, "/grow", None).await;
+        match res.status {
+            200 => acknowledged.push((res.cookie().unwrap(), res.body)),
+            503 => {
+                refused += 1;
+                assert!(res.set_cookies().is_empty(), "no cookie for what was not written");
+                if refused >= 3 {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other}: {}", res.body),
+        }
+    }
+    assert!(refused >= 3, "the disk filled up ({} sessions written)", acknowledged.len());
+    for (cookie, size) in &acknowledged {
+        assert_eq!(&http_get(addr, "/size", Some(cookie)).await.body, size, "intact");
+    }
+    // Free space by ending half the sessions; writes work again.
+    for (cookie, _) in acknowledged.iter().take(acknowledged.len() / 2) {
+        assert_eq!(http_post(addr, "/end", Some(cookie)).await.body, "ended");
+    }
+    let res = http_post(addr, "/grow", None).await;
+    assert_eq!(res.status, 200, "writes succeed again once space is free: {}", res.body);
+    println!(
+        "full disk: {} sessions acknowledged, {refused} writes refused with 503, all acknowledged intact",
+        acknowledged.len()
+    );
+}
+
 #[cfg(feature = "redis-store")]
 mod redis_only {
     //! What only Redis has to get right: one command per operation, two app
