@@ -673,7 +673,10 @@ async fn start_shop(port: u16, dir: &std::path::Path) -> tokio::process::Child {
     let child = tokio::process::Command::new(shop_binary())
         .env("PORT", port.to_string())
         .env("SESSION_FILE_PATH", dir)
-        .env("SESSION_SECRET", "a fixed secret for the crash test, 32 bytes+")
+        .env(
+            "SESSION_SECRET",
+            "a fixed secret for the crash test, 32 bytes+",
+        )
         .env_remove("SESSION_DRIVER")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -681,7 +684,10 @@ async fn start_shop(port: u16, dir: &std::path::Path) -> tokio::process::Child {
         .spawn()
         .unwrap();
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return child;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -771,5 +777,7 @@ async fn a_killed_app_restarts_with_every_acknowledged_write() {
         );
         kept += 1;
     }
-    println!("killed mid-write: {total} acknowledged writes over {kept} sessions, all present after the restart");
+    println!(
+        "killed mid-write: {total} acknowledged writes over {kept} sessions, all present after the restart"
+    );
 }

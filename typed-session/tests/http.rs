@@ -279,7 +279,9 @@ async fn a_full_disk_gives_503_and_keeps_what_was_acknowledged() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        println!("SKIPPED: cannot mount a small tmpfs here (needs root): the full-disk case is not exercised");
+        println!(
+            "SKIPPED: cannot mount a small tmpfs here (needs root): the full-disk case is not exercised"
+        );
         return;
     }
     struct Unmount(std::path::PathBuf);
@@ -294,7 +296,8 @@ async fn a_full_disk_gives_503_and_keeps_what_was_acknowledged() {
         .route(
             "/grow",
             post(|s: TypedSession<Blob>| async move {
-                s.update_data(|d| d.push_str(&"x".repeat(8 * 1024))).unwrap();
+                s.update_data(|d| d.push_str(&"x".repeat(8 * 1024)))
+                    .unwrap();
                 s.with_data(|d| d.len().to_string())
             }),
         )
@@ -319,7 +322,10 @@ async fn a_full_disk_gives_503_and_keeps_what_was_acknowledged() {
             200 => acknowledged.push((res.cookie().unwrap(), res.body)),
             503 => {
                 refused += 1;
-                assert!(res.set_cookies().is_empty(), "no cookie for what was not written");
+                assert!(
+                    res.set_cookies().is_empty(),
+                    "no cookie for what was not written"
+                );
                 if refused >= 3 {
                     break;
                 }
@@ -327,16 +333,28 @@ async fn a_full_disk_gives_503_and_keeps_what_was_acknowledged() {
             other => panic!("unexpected {other}: {}", res.body),
         }
     }
-    assert!(refused >= 3, "the disk filled up ({} sessions written)", acknowledged.len());
+    assert!(
+        refused >= 3,
+        "the disk filled up ({} sessions written)",
+        acknowledged.len()
+    );
     for (cookie, size) in &acknowledged {
-        assert_eq!(&http_get(addr, "/size", Some(cookie)).await.body, size, "intact");
+        assert_eq!(
+            &http_get(addr, "/size", Some(cookie)).await.body,
+            size,
+            "intact"
+        );
     }
     // Free space by ending half the sessions; writes work again.
     for (cookie, _) in acknowledged.iter().take(acknowledged.len() / 2) {
         assert_eq!(http_post(addr, "/end", Some(cookie)).await.body, "ended");
     }
     let res = http_post(addr, "/grow", None).await;
-    assert_eq!(res.status, 200, "writes succeed again once space is free: {}", res.body);
+    assert_eq!(
+        res.status, 200,
+        "writes succeed again once space is free: {}",
+        res.body
+    );
     println!(
         "full disk: {} sessions acknowledged, {refused} writes refused with 503, all acknowledged intact",
         acknowledged.len()

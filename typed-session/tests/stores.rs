@@ -736,7 +736,12 @@ async fn redis_removes_expired_records_itself() {
     let h = redis_common::node_harness();
     let key = SessionKey::from_bytes([7; 32]);
     let soon = std::time::SystemTime::now() + std::time::Duration::from_millis(300);
-    assert!(h.store.create(&key, Record::new("x", 1, soon)).await.unwrap());
+    assert!(
+        h.store
+            .create(&key, Record::new("x", 1, soon))
+            .await
+            .unwrap()
+    );
     assert_eq!((h.count)(&h.store), 1);
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!((h.count)(&h.store), 0, "expired and removed by Redis");
