@@ -83,7 +83,6 @@ pub(crate) struct SealedCookie {
 }
 
 /// What opening a value gives.
-#[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) id: SessionId,
     pub(crate) expires_at: u64,
@@ -91,6 +90,16 @@ pub(crate) struct Opened {
     pub(crate) data: Vec<u8>,
     /// Opened under an older key.
     pub(crate) old_key: bool,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the plaintext.
+        f.debug_struct("Opened")
+            .field("bytes", &self.data.len())
+            .field("old_key", &self.old_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SealedCookie {
@@ -453,7 +462,10 @@ mod tests {
 
         assert_eq!(open_err(&b, "not*base64"), Refused::NotBase64);
         assert_eq!(open_err(&b, &format!("{value}=")), Refused::NotBase64);
-        assert_eq!(open_err(&b, &value.replace('-', "+")), Refused::NotBase64);
+        assert_eq!(
+            open_err(&b, &format!("+{}", &value[1..])),
+            Refused::NotBase64
+        );
         assert_eq!(open_err(&b, &value[..40]), Refused::Truncated);
         assert_eq!(open_err(&b, ""), Refused::Truncated);
         let mut other_format = raw.clone();
