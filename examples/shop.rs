@@ -10,7 +10,7 @@ use typed_session_examples::{App, layer_from_env, shop_app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (layer, notes) = match layer_from_env() {
+    let config = match layer_from_env() {
         Ok(found) => found,
         Err(e) => {
             eprintln!("shop: bad configuration: {e}");
@@ -32,14 +32,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (store, warnings) = notes
-        .split_first()
-        .map_or(("?", &[][..]), |(s, w)| (s.as_str(), w));
-    for warning in warnings {
+    for warning in &config.warnings {
         eprintln!("shop: warning: {warning}");
     }
-    println!("typed-session shop on http://127.0.0.1:{port} ({store})");
-    let served = axum::serve(listener, shop_app(layer, App::default()))
+    println!(
+        "typed-session shop on http://127.0.0.1:{port} ({})",
+        config.store
+    );
+    let served = axum::serve(listener, shop_app(config.layer, App::default()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -210,13 +210,25 @@ pub fn demo_layer(store: impl SessionStore) -> SessionLayer {
     SessionLayer::new(store).with_secure(false)
 }
 
-/// The demo's session layer from the environment (`SessionConfig::from_env`),
-/// and a line describing it. Without `SESSION_DRIVER`, the embedded default:
-/// the file store in `SESSION_FILE_PATH` or `storage/sessions`. Without
-/// `SESSION_SECRET`, a random development secret (returned as a warning:
-/// sessions do not survive a restart). Without `SESSION_SECURE`, `Secure`
-/// is off, since the demo serves plain HTTP on 127.0.0.1.
-pub fn layer_from_env() -> Result<(SessionLayer, Vec<String>), String> {
+/// The demo's session layer as read from the environment, with what to
+/// tell the operator.
+#[derive(Debug)]
+pub struct DemoConfig {
+    /// The layer to serve with.
+    pub layer: SessionLayer,
+    /// Which store it uses, for the start-up line.
+    pub store: String,
+    /// Settings the demo chose for the operator (printed as warnings).
+    pub warnings: Vec<String>,
+}
+
+/// The demo's session layer from the environment (`SessionConfig::from_env`).
+/// Without `SESSION_DRIVER`, the embedded default: the file store in
+/// `SESSION_FILE_PATH` or `storage/sessions`. Without `SESSION_SECRET`, a
+/// random development secret (with a warning: sessions do not survive a
+/// restart). Without `SESSION_SECURE`, `Secure` is off, since the demo serves
+/// plain HTTP on 127.0.0.1. A bad variable is an error naming it.
+pub fn layer_from_env() -> Result<DemoConfig, String> {
     let mut warnings = Vec::new();
     let mut config = SessionConfig::from_env().map_err(|e| e.to_string())?;
     let var = |name: &str| std::env::var_os(name).is_some();
@@ -244,5 +256,9 @@ pub fn layer_from_env() -> Result<(SessionLayer, Vec<String>), String> {
         other => format!("{} store", other.driver()),
     };
     let layer = SessionLayer::from_config(&config).map_err(|e| e.to_string())?;
-    Ok((layer, vec![store].into_iter().chain(warnings).collect()))
+    Ok(DemoConfig {
+        layer,
+        store,
+        warnings,
+    })
 }
