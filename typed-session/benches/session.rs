@@ -1,5 +1,5 @@
 //! In-process benchmarks: this crate and tower-sessions 0.15 on the same
-//! work (the route contract of `../shared/bench`), the derive's accessor
+//! work (the routes of `examples/bench_server.rs`), the derive's accessor
 //! overhead against a plain struct, and the memory store at 1k, 100k and 1M
 //! live sessions. `cargo bench -p typed-session --bench session`.
 
