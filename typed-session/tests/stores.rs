@@ -746,3 +746,91 @@ async fn redis_removes_expired_records_itself() {
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!((h.count)(&h.store), 0, "expired and removed by Redis");
 }
+
+/// On one node, the commands of concurrent requests go out as pipelines:
+/// 200 concurrent loads take fewer socket reads on the server than
+/// commands, every reply reaches its own caller, and a script flushed from
+/// the server (as after a restart) is loaded again inside a busy pipeline.
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn redis_pipelines_concurrent_commands_and_reloads_flushed_scripts() {
+    use std::sync::Arc;
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let store = Arc::new(RedisStore::new(&server.url()).unwrap());
+    let keys: Vec<SessionKey> = (0..200u32)
+        .map(|n| {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&n.to_be_bytes());
+            SessionKey::from_bytes(bytes)
+        })
+        .collect();
+    let all = |f: fn(Arc<RedisStore>, SessionKey, u32) -> tokio::task::JoinHandle<()>| {
+        let store = &store;
+        let handles: Vec<_> = keys
+            .iter()
+            .zip(0u32..)
+            .map(|(k, n)| f(Arc::clone(store), *k, n))
+            .collect();
+        async move {
+            for h in handles {
+                h.await.unwrap();
+            }
+        }
+    };
+    all(|s, k, n| {
+        tokio::spawn(async move {
+            assert!(
+                s.create(&k, record(&format!("v{n}"), 1, HOUR))
+                    .await
+                    .unwrap()
+            );
+        })
+    })
+    .await;
+    // (commands processed, socket reads) from one `INFO stats`.
+    let stats = || -> (u64, u64) {
+        let info = redis_common::command(server.port, "INFO stats").unwrap();
+        let stat = |name: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap()
+        };
+        (
+            stat("total_commands_processed"),
+            stat("total_reads_processed"),
+        )
+    };
+    let before = stats();
+    all(|s, k, n| {
+        tokio::spawn(async move {
+            let got = s.load(&k).await.unwrap().unwrap();
+            assert_eq!(got.data, format!("v{n}").as_bytes(), "its own reply");
+        })
+    })
+    .await;
+    // The first INFO is counted after its reply: one command, one read.
+    let after = stats();
+    let (commands, reads) = (after.0 - before.0 - 1, after.1 - before.1 - 1);
+    assert_eq!(commands, 200);
+    assert!(reads < commands / 4, "{commands} commands in {reads} reads");
+
+    assert!(
+        redis_common::command(server.port, "SCRIPT FLUSH")
+            .unwrap()
+            .contains("OK")
+    );
+    all(|s, k, n| {
+        tokio::spawn(async move {
+            let saved = s.save(&k, record(&format!("w{n}"), 2, HOUR), 1).await;
+            assert_eq!(saved.unwrap(), SaveOutcome::Saved);
+            assert_eq!(
+                s.load(&k).await.unwrap().unwrap().data,
+                format!("w{n}").as_bytes()
+            );
+        })
+    })
+    .await;
+}

@@ -2,12 +2,12 @@
 //! operation, shared by every app instance.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use redis::aio::ConnectionLike;
-use redis::{Script, Value};
-use tokio::sync::OnceCell;
+use redis::{Cmd, Script, ServerErrorKind, Value};
+use tokio::sync::{OnceCell, oneshot};
 
 use super::{Record, ReplaceOutcome, SaveOutcome, SessionStore};
 use crate::clock::{from_unix_millis, unix_millis};
@@ -62,6 +62,29 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
+/// One of the store's scripts: its source (for `SCRIPT LOAD`) and its hash.
+struct Lua {
+    script: Script,
+    source: &'static str,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Self {
+        Lua {
+            script: Script::new(source),
+            source,
+        }
+    }
+}
+
+/// A reply, with an error reply turned into an error.
+fn checked(reply: Value) -> Result<Value, StoreError> {
+    reply.extract_error().map_err(StoreError::new)
+}
+
+/// Commands waiting for the next pipeline, with where their replies go.
+type Waiting = Vec<(Cmd, oneshot::Sender<Result<Value, StoreError>>)>;
+
 /// Where sessions live in Redis: one node (or a primary behind a proxy or
 /// Sentinel-managed address) or a Redis Cluster.
 ///
@@ -108,10 +131,11 @@ struct Inner {
     connect_timeout: Duration,
     command_timeout: Duration,
     conn: OnceCell<Conn>,
-    save: Script,
-    touch: Script,
-    replace: Script,
-    delete_if: Script,
+    queue: Mutex<Waiting>,
+    save: Lua,
+    touch: Lua,
+    replace: Lua,
+    delete_if: Lua,
 }
 
 enum Target {
@@ -207,10 +231,11 @@ impl RedisStore {
                 connect_timeout: Duration::from_secs(2),
                 command_timeout: Duration::from_secs(1),
                 conn: OnceCell::new(),
-                save: Script::new(SAVE),
-                touch: Script::new(TOUCH),
-                replace: Script::new(REPLACE),
-                delete_if: Script::new(DELETE_IF),
+                queue: Mutex::new(Vec::new()),
+                save: Lua::new(SAVE),
+                touch: Lua::new(TOUCH),
+                replace: Lua::new(REPLACE),
+                delete_if: Lua::new(DELETE_IF),
             }),
         }
     }
@@ -246,7 +271,11 @@ impl RedisStore {
     }
 
     fn key(&self, key: &SessionKey) -> String {
-        format!("{}{key}", self.inner.prefix)
+        let prefix = &self.inner.prefix;
+        let mut k = String::with_capacity(prefix.len() + 64);
+        k.push_str(prefix);
+        k.push_str(std::str::from_utf8(&key.hex()).unwrap_or_default());
+        k
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
@@ -285,63 +314,128 @@ impl RedisStore {
         Ok(conn.clone())
     }
 
-    /// Runs one command (or script) with the command timeout.
-    async fn run<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
-    where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let conn = self.connect().await?;
-        match tokio::time::timeout(self.inner.command_timeout, f(conn)).await {
+    /// Runs one command with the command timeout, on its own.
+    async fn run(&self, cmd: Cmd) -> Result<Value, StoreError> {
+        let mut conn = self.connect().await?;
+        let reply = async move { conn.req_packed_command(&cmd).await };
+        match tokio::time::timeout(self.inner.command_timeout, reply).await {
             Ok(result) => result.map_err(StoreError::new),
             Err(_) => Err(StoreError::new(Timeout(self.inner.command_timeout))),
         }
     }
-}
 
-impl RedisStore {
-    /// Runs one of the store's scripts (`EVALSHA`, loading it on `NOSCRIPT`).
-    async fn eval<T: redis::FromRedisValue>(
-        &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[&[u8]],
-    ) -> Result<T, StoreError> {
-        self.run(|mut c| async move {
-            let mut invocation = script.prepare_invoke();
-            for k in keys {
-                invocation.key(*k);
+    /// Sends one command and waits for its reply (which may be a
+    /// `ServerError`: see [`checked`]).
+    ///
+    /// On one node the commands of concurrent requests are pipelined: the
+    /// first command queued spawns a flush that yields once to the runtime,
+    /// so that every request that is ready runs up to its own command, and
+    /// then sends all of them in one write. Each operation is still one
+    /// command and one round trip; what is saved is a system call and a
+    /// context switch per command on both ends (Redis shares the machine's
+    /// cores in most deployments). A Cluster sends each command on its own:
+    /// the commands of one batch would go to different nodes.
+    async fn query(&self, cmd: Cmd) -> Result<Value, StoreError> {
+        if matches!(self.inner.target, Target::Cluster(_)) {
+            return self.run(cmd).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let mut queue = self
+                .inner
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.push((cmd, tx));
+            queue.len() == 1
+        };
+        if first {
+            // A task of its own: the flush must happen even when the request
+            // that queued first is dropped while it waits.
+            tokio::spawn(self.clone().flush());
+        }
+        // No timer here: the flush answers within the connect and command
+        // timeouts, or is dropped with the runtime.
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::new(Unexpected)))
+    }
+
+    /// Sends every queued command as one pipeline and hands out the replies.
+    async fn flush(self) {
+        tokio::task::yield_now().await;
+        let waiting = std::mem::take(
+            &mut *self
+                .inner
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut waiters = Vec::with_capacity(waiting.len());
+        for (cmd, tx) in waiting {
+            pipe.add_command(cmd);
+            waiters.push(tx);
+        }
+        let sent = async {
+            let mut conn = self.connect().await?;
+            let replies = async move { pipe.query_async::<Vec<Value>>(&mut conn).await };
+            match tokio::time::timeout(self.inner.command_timeout, replies).await {
+                Ok(result) => result.map_err(StoreError::new),
+                Err(_) => Err(StoreError::new(Timeout(self.inner.command_timeout))),
             }
-            for a in args {
-                invocation.arg(*a);
+        };
+        match sent.await {
+            Ok(replies) if replies.len() == waiters.len() => {
+                for (tx, reply) in waiters.into_iter().zip(replies) {
+                    let _ = tx.send(Ok(reply));
+                }
             }
-            invocation.invoke_async(&mut c).await
-        })
-        .await
+            Ok(_) => {
+                for tx in waiters {
+                    let _ = tx.send(Err(StoreError::new(Unexpected)));
+                }
+            }
+            Err(failed) => {
+                let failed = Arc::new(failed);
+                for tx in waiters {
+                    let _ = tx.send(Err(StoreError::new(Arc::clone(&failed))));
+                }
+            }
+        }
+    }
+
+    /// Runs one of the store's scripts: `EVALSHA`, and on a `NOSCRIPT`
+    /// reply (a restarted or failed-over Redis) `SCRIPT LOAD` and again.
+    async fn eval(&self, lua: &Lua, keys: &[&str], args: &[&[u8]]) -> Result<Value, StoreError> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(lua.script.get_hash())
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
+        match self.query(cmd.clone()).await? {
+            Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript) => {
+                let mut load = redis::cmd("SCRIPT");
+                load.arg("LOAD").arg(lua.source);
+                checked(self.query(load).await?)?;
+                checked(self.query(cmd).await?)
+            }
+            reply => checked(reply),
+        }
     }
 
     /// `DEL key`.
     async fn del(&self, k: String) -> Result<(), StoreError> {
-        let _: i64 = self
-            .run(|mut c| async move { redis::cmd("DEL").arg(k).query_async(&mut c).await })
-            .await?;
-        Ok(())
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(k);
+        checked(self.query(cmd).await?).map(drop)
     }
 
     /// `SET key value NX PXAT at`: `true` when set.
     async fn set_nx(&self, k: String, value: Vec<u8>, at: u64) -> Result<bool, StoreError> {
-        let set: Option<String> = self
-            .run(|mut c| async move {
-                redis::cmd("SET")
-                    .arg(k)
-                    .arg(value)
-                    .arg("NX")
-                    .arg("PXAT")
-                    .arg(at)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(set.is_some())
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(k).arg(value).arg("NX").arg("PXAT").arg(at);
+        Ok(!matches!(checked(self.query(cmd).await?)?, Value::Nil))
     }
 }
 
@@ -391,17 +485,16 @@ fn reply(value: Value) -> Result<Reply, StoreError> {
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let k = self.key(key);
-        let value: Option<Vec<u8>> = self
-            .run(|mut c| async move { redis::cmd("GET").arg(k).query_async(&mut c).await })
-            .await?;
-        match value {
-            None => Ok(None),
-            Some(bytes) => {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(key));
+        match checked(self.query(cmd).await?)? {
+            Value::Nil => Ok(None),
+            Value::BulkString(bytes) => {
                 let record = decode(bytes)?;
                 // Redis expires keys itself; this only covers clock skew.
                 Ok((record.expires_at > SystemTime::now()).then_some(record))
             }
+            _ => Err(StoreError::new(Unexpected)),
         }
     }
 
@@ -439,14 +532,14 @@ impl SessionStore for RedisStore {
     async fn touch(&self, key: &SessionKey, expires_at: SystemTime) -> Result<bool, StoreError> {
         // The header field is padded; PEXPIREAT takes a plain number.
         let at = unix_millis(expires_at);
-        let touched: i64 = self
+        let touched = self
             .eval(
                 &self.inner.touch,
                 &[&self.key(key)],
                 &[field(at).as_bytes(), at.to_string().as_bytes()],
             )
             .await?;
-        Ok(touched == 1)
+        Ok(matches!(touched, Value::Int(1)))
     }
 
     async fn replace(
