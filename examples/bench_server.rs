@@ -114,8 +114,13 @@ async fn main() -> ExitCode {
         "redis" => {
             let url =
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+            // SESSION_REDIS_LOCAL_CACHE=0 measures the store without its local copy.
+            let cache = std::env::var("SESSION_REDIS_LOCAL_CACHE")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(10_000);
             match RedisStore::new(&url) {
-                Ok(store) => SessionLayer::new(store),
+                Ok(store) => SessionLayer::new(store.with_local_cache(cache)),
                 Err(e) => {
                     eprintln!("bench_server: redis store at {url}: {e}");
                     return ExitCode::FAILURE;

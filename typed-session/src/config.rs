@@ -153,6 +153,10 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// Milliseconds to wait for one command (default 1,000).
     pub command_timeout_ms: u64,
+    /// Records to keep a local copy of, kept exact by Redis' invalidation
+    /// messages (default 10,000; `0`: none; a Cluster keeps none). See
+    /// `RedisStore::with_local_cache`.
+    pub local_cache: usize,
 }
 
 impl Default for RedisConfig {
@@ -163,6 +167,7 @@ impl Default for RedisConfig {
             prefix: "session:".to_owned(),
             connect_timeout_ms: 2_000,
             command_timeout_ms: 1_000,
+            local_cache: 10_000,
         }
     }
 }
@@ -180,6 +185,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("command_timeout_ms", &self.command_timeout_ms)
+            .field("local_cache", &self.local_cache)
             .finish()
     }
 }
@@ -373,6 +379,7 @@ const BACKEND_VARS: &[(&str, &[&str])] = &[
             "SESSION_REDIS_CLUSTER",
             "SESSION_REDIS_CONNECT_TIMEOUT_MS",
             "SESSION_REDIS_COMMAND_TIMEOUT_MS",
+            "SESSION_REDIS_LOCAL_CACHE",
         ],
     ),
     ("cookie", &["SESSION_COOKIE_COMPRESS"]),
@@ -394,7 +401,7 @@ impl SessionConfig {
     /// | `SESSION_MAX_SESSION_BYTES` | bytes |
     /// | `SESSION_MEMORY_CAPACITY`, `SESSION_MEMORY_MAX_BYTES` | memory store: sessions, bytes |
     /// | `SESSION_FILE_PATH`, `SESSION_FILE_SWEEP_INTERVAL`, `SESSION_FILE_MAX_RECORD_BYTES` | file store: directory, seconds, bytes |
-    /// | `REDIS_URL`, `SESSION_REDIS_PREFIX`, `SESSION_REDIS_CLUSTER`, `SESSION_REDIS_CONNECT_TIMEOUT_MS`, `SESSION_REDIS_COMMAND_TIMEOUT_MS` | Redis store (`REDIS_URL` is read only with `SESSION_DRIVER=redis`) |
+    /// | `REDIS_URL`, `SESSION_REDIS_PREFIX`, `SESSION_REDIS_CLUSTER`, `SESSION_REDIS_CONNECT_TIMEOUT_MS`, `SESSION_REDIS_COMMAND_TIMEOUT_MS`, `SESSION_REDIS_LOCAL_CACHE` | Redis store (`REDIS_URL` is read only with `SESSION_DRIVER=redis`) |
     /// | `SESSION_COOKIE_COMPRESS` | encrypted-cookie mode: `true` / `false` |
     ///
     /// A backend variable set for a backend that is not compiled in is an
@@ -466,6 +473,9 @@ impl SessionConfig {
                 }
                 if let Some(v) = env_number("SESSION_REDIS_COMMAND_TIMEOUT_MS", "milliseconds")? {
                     r.command_timeout_ms = v;
+                }
+                if let Some(v) = env_number("SESSION_REDIS_LOCAL_CACHE", "a number of records")? {
+                    r.local_cache = v;
                 }
             }
             StoreConfig::Cookie(c) => {

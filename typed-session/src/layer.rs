@@ -211,7 +211,8 @@ impl SessionLayer {
                 })?
                 .with_prefix(r.prefix.clone())
                 .with_connect_timeout(Duration::from_millis(r.connect_timeout_ms.max(1)))
-                .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)));
+                .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)))
+                .with_local_cache(r.local_cache);
                 Self::from_config_with_store(config, store)
             }
             #[cfg(feature = "cookie-store")]

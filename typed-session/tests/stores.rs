@@ -834,3 +834,96 @@ async fn redis_pipelines_concurrent_commands_and_reloads_flushed_scripts() {
     })
     .await;
 }
+
+/// The local copy: once this instance has read a record, loading it again
+/// takes a `PING` (shared by concurrent requests), not a `GET`; a change by
+/// another instance (another connection), or from outside any store, is
+/// seen by the very next load; nothing is cached with the copy turned off.
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn redis_local_copy_is_used_and_never_stale() {
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let a = RedisStore::new(&server.url()).unwrap();
+    let b = RedisStore::new(&server.url()).unwrap();
+    let k = SessionKey::from_bytes([9; 32]);
+    assert!(a.create(&k, record("v1", 1, HOUR)).await.unwrap());
+    let (gets, pings) = (server.calls("get"), server.calls("ping"));
+    for _ in 0..3 {
+        assert_eq!(a.load(&k).await.unwrap().unwrap().data, "v1".as_bytes());
+    }
+    assert_eq!(server.calls("get") - gets, 1, "one GET, then the copy");
+    assert_eq!(
+        server.calls("ping") - pings,
+        2,
+        "a round trip before each use"
+    );
+    assert_eq!(
+        a.save(&k, record("v2", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(a.load(&k).await.unwrap().unwrap().data, "v2".as_bytes());
+
+    // b reads (and caches) it, a changes it: b's next load sees the change.
+    assert_eq!(b.load(&k).await.unwrap().unwrap().revision, 2);
+    assert_eq!(
+        a.save(&k, record("v3", 3, HOUR), 2).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(b.load(&k).await.unwrap().unwrap().data, "v3".as_bytes());
+    a.delete(&k).await.unwrap();
+    assert_eq!(
+        b.load(&k).await.unwrap(),
+        None,
+        "a logout on a ends it on b"
+    );
+    // A change made outside any store (a script, an operator) counts too.
+    assert!(b.create(&k, record("v4", 1, HOUR)).await.unwrap());
+    assert!(b.load(&k).await.unwrap().is_some());
+    redis_common::command(server.port, &format!("DEL session:{k}")).unwrap();
+    assert_eq!(b.load(&k).await.unwrap(), None, "a DEL from redis-cli");
+    assert!(b.create(&k, record("v5", 1, HOUR)).await.unwrap());
+    redis_common::command(server.port, "FLUSHALL").unwrap();
+    assert_eq!(b.load(&k).await.unwrap(), None, "FLUSHALL");
+
+    let off = RedisStore::new(&server.url()).unwrap().with_local_cache(0);
+    assert!(off.create(&k, record("v6", 1, HOUR)).await.unwrap());
+    let gets = server.calls("get");
+    off.load(&k).await.unwrap();
+    off.load(&k).await.unwrap();
+    assert_eq!(
+        server.calls("get") - gets,
+        2,
+        "without the copy every load is a GET"
+    );
+}
+
+/// A server that refuses client-side tracking (here an ACL without the
+/// `CLIENT` command; also Redis 5 or a proxy): the store works without the
+/// local copy, every load a `GET`.
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn redis_without_tracking_works_without_the_copy() {
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let acl = "ACL SETUSER default on nopass ~* &* +@all -client";
+    assert!(
+        redis_common::command(server.port, acl)
+            .unwrap()
+            .contains("OK")
+    );
+    let store = RedisStore::new(&server.url()).unwrap();
+    let k = SessionKey::from_bytes([3; 32]);
+    assert!(store.create(&k, record("v1", 1, HOUR)).await.unwrap());
+    let gets = server.calls("get");
+    for _ in 0..3 {
+        assert_eq!(store.load(&k).await.unwrap().unwrap().data, "v1".as_bytes());
+    }
+    assert_eq!(server.calls("get") - gets, 3);
+    assert_eq!(
+        store.save(&k, record("v2", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Saved
+    );
+}

@@ -2,17 +2,29 @@
 //! operation, shared by every app instance.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::ConnectionLike;
-use redis::{Cmd, Script, ServerErrorKind, Value};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, Script,
+    ServerErrorKind, Value,
+};
 use tokio::sync::{OnceCell, oneshot};
+
+use self::cache::{Cache, Invalidations};
 
 use super::{Record, ReplaceOutcome, SaveOutcome, SessionStore};
 use crate::clock::{from_unix_millis, unix_millis};
 use crate::error::StoreError;
 use crate::id::SessionKey;
+
+mod cache;
+
+/// Records kept locally by default (one node).
+const DEFAULT_CACHE: usize = 10_000;
 
 /// Width of each decimal field of the record header: revision, then expiry
 /// (unix ms), zero-padded, so scripts compare and patch them as text.
@@ -82,32 +94,45 @@ fn checked(reply: Value) -> Result<Value, StoreError> {
     reply.extract_error().map_err(StoreError::new)
 }
 
-/// Commands waiting for the next pipeline, with where their replies go.
-type Waiting = Vec<(Cmd, oneshot::Sender<Result<Value, StoreError>>)>;
+/// A command waiting for the next pipeline (`None`: a barrier, which only
+/// needs the pipeline's round trip), with where its reply goes.
+type Waiting = Vec<(Option<Cmd>, oneshot::Sender<Result<Value, StoreError>>)>;
 
-/// Where sessions live in Redis: one node (or a primary behind a proxy or
+/// Where sessions live in Redis: one node (or a primary behind a
 /// Sentinel-managed address) or a Redis Cluster.
 ///
 /// * One round trip per operation: load is one `GET`, create one `SET NX
 ///   PXAT`, delete one `DEL`; compare-and-set save, touch and regenerate are
 ///   one `EVALSHA` each (the scripts are loaded once, and again
 ///   transparently after a `NOSCRIPT` reply, say after a failover).
+/// * Pipelining: on one node, the commands of concurrent requests share one
+///   write to the socket and one read of the replies; each is still its own
+///   command.
 /// * A record is one string: its revision and expiry as two 20-digit
 ///   decimal fields, then the session bytes. Redis expires it itself (`PXAT`
 ///   from the record's expiry); `touch` patches the expiry field and the TTL
 ///   without resending the session.
+/// * A local copy that is never stale (one node; see
+///   [`with_local_cache`](RedisStore::with_local_cache)): records this
+///   instance read or wrote are kept in memory, and Redis tells the
+///   connection about every change another instance makes to a session key
+///   (`CLIENT TRACKING ... BCAST`). A request uses a copy only after a round
+///   trip that began after the request did, so every change acknowledged to
+///   anyone before the request is seen: a logout on one instance ends the
+///   session on every other at once. A load served from the copy costs that
+///   shared round trip (one `PING` per pipeline at most) instead of a `GET`
+///   and a decode.
 /// * Cluster: every operation is on one key (one slot), except regenerate,
 ///   whose two random keys live in different slots: there it is two
 ///   commands, `SET NX` of the new record (whose id nobody knows yet), then
 ///   a compare-and-delete of the old one; when that finds the old session
 ///   ended or changed, a third command deletes the new record again. A crash
 ///   between the two leaves an unreachable new record to expire, and the old
-///   id alive as it was.
+///   id alive as it was. A Cluster sends each command on its own and keeps
+///   no local copy.
 /// * Timeouts on connecting and on every command: while Redis is down,
-///   requests get `503 session store unavailable` within the timeout; the
+///   requests get `503 session store unavailable` within the timeouts; the
 ///   connection is re-established on its own when Redis is back.
-/// * No in-process cache: a cache in front of Redis would serve a session
-///   that another instance has just logged out.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -130,7 +155,16 @@ struct Inner {
     prefix: String,
     connect_timeout: Duration,
     command_timeout: Duration,
-    conn: OnceCell<Conn>,
+    /// One node: the connection in use, replaced when it breaks.
+    link: Mutex<Option<Link>>,
+    /// One node: held while a connection is being made.
+    connecting: tokio::sync::Mutex<()>,
+    /// One node: ids of connections, to tell an old one's end from the current one's.
+    links_made: AtomicU64,
+    /// One node: the local copies (capacity 0: none).
+    cache: Arc<Cache>,
+    /// A Cluster: its connection, made on first use.
+    cluster: OnceCell<ClusterConnection>,
     queue: Mutex<Waiting>,
     save: Lua,
     touch: Lua,
@@ -139,14 +173,17 @@ struct Inner {
 }
 
 enum Target {
-    Node(redis::Client),
+    /// One node; its client speaks RESP3 when the local cache is on (for
+    /// the invalidation messages).
+    Node(redis::ConnectionInfo),
     Cluster(Vec<String>),
 }
 
+/// A connection to the one node, and its id.
 #[derive(Clone)]
-enum Conn {
-    Node(redis::aio::ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
+struct Link {
+    conn: MultiplexedConnection,
+    id: u64,
 }
 
 impl fmt::Debug for RedisStore {
@@ -156,6 +193,7 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.inner.prefix)
             .field("connect_timeout", &self.inner.connect_timeout)
             .field("command_timeout", &self.inner.command_timeout)
+            .field("local_cache", &self.inner.cache.capacity())
             .finish_non_exhaustive()
     }
 }
@@ -203,8 +241,8 @@ impl RedisStore {
     /// Connects on first use (so the app starts while Redis is down; its
     /// requests get 503 until it is up).
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::new)?;
-        Ok(RedisStore::build(Target::Node(client)))
+        let info = url.into_connection_info().map_err(StoreError::new)?;
+        Ok(RedisStore::build(Target::Node(info)))
     }
 
     /// A store on a Redis Cluster, reached through any of `nodes`
@@ -224,13 +262,21 @@ impl RedisStore {
     }
 
     fn build(target: Target) -> Self {
+        let capacity = match target {
+            Target::Node(_) => DEFAULT_CACHE,
+            Target::Cluster(_) => 0,
+        };
         RedisStore {
             inner: Arc::new(Inner {
                 target,
                 prefix: "session:".to_owned(),
                 connect_timeout: Duration::from_secs(2),
                 command_timeout: Duration::from_secs(1),
-                conn: OnceCell::new(),
+                link: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                links_made: AtomicU64::new(0),
+                cache: Arc::new(Cache::new(capacity)),
+                cluster: OnceCell::new(),
                 queue: Mutex::new(Vec::new()),
                 save: Lua::new(SAVE),
                 touch: Lua::new(TOUCH),
@@ -265,6 +311,32 @@ impl RedisStore {
         self.edit(|i| i.command_timeout = timeout)
     }
 
+    /// How many records to keep a local copy of (default 10,000 on one
+    /// node; `0` turns the copy off; a Cluster keeps none).
+    ///
+    /// The copy is kept exact by Redis' client-side caching protocol: the
+    /// connection speaks RESP3 and runs `CLIENT TRACKING ON BCAST PREFIX
+    /// <prefix> NOLOOP`, so Redis sends it a message for every change any
+    /// other connection makes to a session key. It needs Redis 6 or newer,
+    /// reached directly (a proxy in between may not forward the messages:
+    /// turn the copy off there). If tracking cannot be turned on, the
+    /// store logs a warning and works without the copy. Costs: memory for
+    /// up to `capacity` records, and with N app instances every session
+    /// write sends N - 1 small messages.
+    ///
+    /// ```
+    /// use typed_session::store::RedisStore;
+    ///
+    /// let store = RedisStore::new("redis://127.0.0.1:6379").unwrap().with_local_cache(0);
+    /// # let _ = store;
+    /// ```
+    pub fn with_local_cache(self, capacity: usize) -> Self {
+        if matches!(self.inner.target, Target::Cluster(_)) {
+            return self;
+        }
+        self.edit(|i| i.cache = Arc::new(Cache::new(capacity)))
+    }
+
     /// The prefix of every key.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
@@ -278,32 +350,117 @@ impl RedisStore {
         k
     }
 
-    async fn connect(&self) -> Result<Conn, StoreError> {
+    /// The local copies, when this store keeps them.
+    fn cache(&self) -> Option<&Cache> {
+        Some(&*self.inner.cache).filter(|c| c.enabled())
+    }
+
+    /// The connection to the one node, made (and tracking turned on) if
+    /// there is none.
+    async fn link(&self, info: &redis::ConnectionInfo) -> Result<Link, StoreError> {
+        let inner = &self.inner;
+        let current = || {
+            inner
+                .link
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
+        if let Some(link) = current() {
+            return Ok(link);
+        }
+        let _one = inner.connecting.lock().await;
+        if let Some(link) = current() {
+            return Ok(link);
+        }
+        let id = inner.links_made.fetch_add(1, Ordering::Relaxed) + 1;
+        let made = match tokio::time::timeout(inner.connect_timeout, self.open(info, id)).await {
+            Ok(made) => made.map_err(StoreError::new)?,
+            Err(_) => return Err(StoreError::new(Timeout(inner.connect_timeout))),
+        };
+        let (conn, tracking) = made;
+        inner.cache.relink(id, tracking);
+        let link = Link { conn, id };
+        *inner.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Opens connection `id`; with the local cache on, in RESP3 with
+    /// tracking, falling back to a plain connection without the cache when
+    /// the server refuses either (Redis 5, a proxy, an ACL).
+    async fn open(
+        &self,
+        info: &redis::ConnectionInfo,
+        id: u64,
+    ) -> redis::RedisResult<(MultiplexedConnection, bool)> {
+        let inner = &self.inner;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(inner.connect_timeout))
+            .set_response_timeout(Some(inner.command_timeout));
+        if inner.cache.enabled() {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            let resp3 = info.clone().set_redis_settings(settings);
+            let config = config.clone().set_push_sender(Invalidations {
+                cache: Arc::clone(&inner.cache),
+                link: id,
+                prefix: inner.prefix.clone(),
+            });
+            let tracked = async {
+                let client = redis::Client::open(resp3)?;
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                let mut on = redis::cmd("CLIENT");
+                on.arg("TRACKING").arg("ON").arg("BCAST").arg("PREFIX");
+                on.arg(&inner.prefix).arg("NOLOOP");
+                conn.req_packed_command(&on).await?.extract_error()?;
+                Ok::<_, redis::RedisError>(conn)
+            };
+            match tracked.await {
+                Ok(conn) => return Ok((conn, true)),
+                Err(e) if matches!(e.kind(), ErrorKind::Server(_)) => {
+                    tracing::warn!(error = %e, "RedisStore: no client-side tracking on this server; working without the local cache");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let client = redis::Client::open(info.clone())?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok((conn, false))
+    }
+
+    /// Drops connection `id` after it failed, with what was learnt on it.
+    fn unlink(&self, id: u64) {
+        let mut link = self
+            .inner
+            .link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if link.as_ref().is_some_and(|l| l.id == id) {
+            *link = None;
+        }
+        drop(link);
+        self.inner.cache.unlink(id);
+    }
+
+    /// Runs one command on the Cluster, with the command timeout.
+    async fn cluster_query(&self, nodes: &[String], cmd: Cmd) -> Result<Value, StoreError> {
         let inner = &self.inner;
         let conn = inner
-            .conn
+            .cluster
             .get_or_try_init(|| async {
                 let connecting = async {
-                    match &inner.target {
-                        Target::Node(client) => {
-                            let config = redis::aio::ConnectionManagerConfig::new()
-                                .set_connection_timeout(Some(inner.connect_timeout))
-                                .set_response_timeout(Some(inner.command_timeout))
-                                .set_number_of_retries(1);
-                            client
-                                .get_connection_manager_with_config(config)
-                                .await
-                                .map(Conn::Node)
-                        }
-                        Target::Cluster(nodes) => {
-                            let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-                                .connection_timeout(inner.connect_timeout)
-                                .response_timeout(inner.command_timeout)
-                                .retries(1)
-                                .build()?;
-                            client.get_async_connection().await.map(Conn::Cluster)
-                        }
-                    }
+                    let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+                        .connection_timeout(inner.connect_timeout)
+                        .response_timeout(inner.command_timeout)
+                        .retries(1)
+                        .build()?;
+                    client.get_async_connection().await
                 };
                 match tokio::time::timeout(inner.connect_timeout, connecting).await {
                     Ok(conn) => conn.map_err(StoreError::new),
@@ -311,16 +468,11 @@ impl RedisStore {
                 }
             })
             .await?;
-        Ok(conn.clone())
-    }
-
-    /// Runs one command with the command timeout, on its own.
-    async fn run(&self, cmd: Cmd) -> Result<Value, StoreError> {
-        let mut conn = self.connect().await?;
+        let mut conn = conn.clone();
         let reply = async move { conn.req_packed_command(&cmd).await };
-        match tokio::time::timeout(self.inner.command_timeout, reply).await {
+        match tokio::time::timeout(inner.command_timeout, reply).await {
             Ok(result) => result.map_err(StoreError::new),
-            Err(_) => Err(StoreError::new(Timeout(self.inner.command_timeout))),
+            Err(_) => Err(StoreError::new(Timeout(inner.command_timeout))),
         }
     }
 
@@ -336,9 +488,19 @@ impl RedisStore {
     /// cores in most deployments). A Cluster sends each command on its own:
     /// the commands of one batch would go to different nodes.
     async fn query(&self, cmd: Cmd) -> Result<Value, StoreError> {
-        if matches!(self.inner.target, Target::Cluster(_)) {
-            return self.run(cmd).await;
+        if let Target::Cluster(nodes) = &self.inner.target {
+            return self.cluster_query(nodes, cmd).await;
         }
+        self.enqueue(Some(cmd)).await
+    }
+
+    /// Waits for a round trip to the node that starts after this call:
+    /// every invalidation message sent before then has been applied.
+    async fn barrier(&self) -> Result<(), StoreError> {
+        self.enqueue(None).await.map(drop)
+    }
+
+    async fn enqueue(&self, cmd: Option<Cmd>) -> Result<Value, StoreError> {
         let (tx, rx) = oneshot::channel();
         let first = {
             let mut queue = self
@@ -372,36 +534,60 @@ impl RedisStore {
         );
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let mut waiters = Vec::with_capacity(waiting.len());
-        for (cmd, tx) in waiting {
-            pipe.add_command(cmd);
-            waiters.push(tx);
+        let mut expected = 0;
+        for cmd in waiting.iter().filter_map(|(cmd, _)| cmd.as_ref()) {
+            pipe.add_command(cmd.clone());
+            expected += 1;
         }
-        let sent = async {
-            let mut conn = self.connect().await?;
-            let replies = async move { pipe.query_async::<Vec<Value>>(&mut conn).await };
-            match tokio::time::timeout(self.inner.command_timeout, replies).await {
-                Ok(result) => result.map_err(StoreError::new),
-                Err(_) => Err(StoreError::new(Timeout(self.inner.command_timeout))),
-            }
-        };
-        match sent.await {
-            Ok(replies) if replies.len() == waiters.len() => {
-                for (tx, reply) in waiters.into_iter().zip(replies) {
-                    let _ = tx.send(Ok(reply));
+        if expected == 0 {
+            // Only barriers: a round trip is all they need.
+            pipe.add_command(redis::cmd("PING"));
+            expected = 1;
+        }
+        match self.send(pipe).await {
+            Ok(replies) if replies.len() == expected => {
+                let mut replies = replies.into_iter();
+                for (cmd, tx) in waiting {
+                    let reply = match cmd {
+                        Some(_) => replies.next().ok_or_else(|| StoreError::new(Unexpected)),
+                        None => Ok(Value::Nil),
+                    };
+                    let _ = tx.send(reply);
                 }
             }
             Ok(_) => {
-                for tx in waiters {
+                for (_, tx) in waiting {
                     let _ = tx.send(Err(StoreError::new(Unexpected)));
                 }
             }
             Err(failed) => {
                 let failed = Arc::new(failed);
-                for tx in waiters {
+                for (_, tx) in waiting {
                     let _ = tx.send(Err(StoreError::new(Arc::clone(&failed))));
                 }
             }
+        }
+    }
+
+    /// Sends a pipeline to the one node; a broken connection is dropped.
+    async fn send(&self, pipe: redis::Pipeline) -> Result<Vec<Value>, StoreError> {
+        let Target::Node(info) = &self.inner.target else {
+            return Err(StoreError::new(Unexpected));
+        };
+        let link = self.link(info).await?;
+        let mut conn = link.conn.clone();
+        let replies = async move { pipe.query_async::<Vec<Value>>(&mut conn).await };
+        match tokio::time::timeout(self.inner.command_timeout, replies).await {
+            Ok(Ok(replies)) => Ok(replies),
+            Ok(Err(e)) => {
+                if e.is_unrecoverable_error() || e.is_io_error() || e.is_connection_dropped() {
+                    self.unlink(link.id);
+                }
+                Err(StoreError::new(e))
+            }
+            // A slow or paused server: the connection stays (its replies,
+            // and messages, still arrive in order).
+            Err(_) => Err(StoreError::new(Timeout(self.inner.command_timeout))),
         }
     }
 
@@ -439,34 +625,6 @@ impl RedisStore {
     }
 }
 
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Conn::Node(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Node(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 /// The reply of the save/replace/delete-if scripts.
 enum Reply {
     Done(i64),
@@ -476,7 +634,8 @@ enum Reply {
 
 fn reply(value: Value) -> Result<Reply, StoreError> {
     match value {
-        Value::Nil => Ok(Reply::Gone),
+        // A script's `false`: nil in RESP2, a boolean in RESP3.
+        Value::Nil | Value::Boolean(false) => Ok(Reply::Gone),
         Value::Int(n) => Ok(Reply::Done(n)),
         Value::BulkString(bytes) => decode(bytes).map(Reply::Current),
         _ => Err(StoreError::new(Unexpected)),
@@ -485,22 +644,36 @@ fn reply(value: Value) -> Result<Reply, StoreError> {
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let cache = self.cache();
+        if let Some(cache) = cache.filter(|c| c.holds(key)) {
+            self.barrier().await?;
+            if let Some(record) = cache.get(key) {
+                return Ok(Some(record));
+            }
+        }
+        let ticket = cache.and_then(|c| c.reserve(key));
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(key));
-        match checked(self.query(cmd).await?)? {
-            Value::Nil => Ok(None),
-            Value::BulkString(bytes) => {
-                let record = decode(bytes)?;
-                // Redis expires keys itself; this only covers clock skew.
-                Ok((record.expires_at > SystemTime::now()).then_some(record))
-            }
-            _ => Err(StoreError::new(Unexpected)),
+        let record = match checked(self.query(cmd).await?)? {
+            Value::Nil => None,
+            Value::BulkString(bytes) => Some(decode(bytes)?),
+            _ => return Err(StoreError::new(Unexpected)),
+        };
+        if let Some(cache) = cache {
+            cache.fill(key, ticket, record.clone());
         }
+        // Redis expires keys itself; this only covers clock skew.
+        Ok(record.filter(|r| r.expires_at > SystemTime::now()))
     }
 
     async fn create(&self, key: &SessionKey, record: Record) -> Result<bool, StoreError> {
         let at = unix_millis(record.expires_at);
-        self.set_nx(self.key(key), encode(&record), at).await
+        let ticket = self.cache().and_then(|c| c.reserve(key));
+        let created = self.set_nx(self.key(key), encode(&record), at).await?;
+        if let Some(cache) = self.cache().filter(|_| created) {
+            cache.fill(key, ticket, Some(record));
+        }
+        Ok(created)
     }
 
     async fn save(
@@ -509,6 +682,7 @@ impl SessionStore for RedisStore {
         record: Record,
         expected: u64,
     ) -> Result<SaveOutcome, StoreError> {
+        let ticket = self.cache().and_then(|c| c.reserve(key));
         // PXAT takes a plain number (no padding).
         let at = unix_millis(record.expires_at).to_string();
         let out: Value = self
@@ -518,18 +692,28 @@ impl SessionStore for RedisStore {
                 &[field(expected).as_bytes(), &encode(&record), at.as_bytes()],
             )
             .await?;
-        Ok(match reply(out)? {
-            Reply::Done(_) => SaveOutcome::Saved,
-            Reply::Gone => SaveOutcome::Conflict(None),
-            Reply::Current(current) => SaveOutcome::Conflict(Some(current)),
-        })
+        let (outcome, now) = match reply(out)? {
+            Reply::Done(_) => (SaveOutcome::Saved, Some(record)),
+            Reply::Gone => (SaveOutcome::Conflict(None), None),
+            Reply::Current(current) => {
+                (SaveOutcome::Conflict(Some(current.clone())), Some(current))
+            }
+        };
+        if let Some(cache) = self.cache() {
+            cache.fill(key, ticket, now);
+        }
+        Ok(outcome)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        // Reserved and never filled: the copy goes before the command does.
+        let _ = self.cache().map(|c| c.reserve(key));
         self.del(self.key(key)).await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: SystemTime) -> Result<bool, StoreError> {
+        // The copy's expiry would be stale: it goes (the next load reads).
+        let _ = self.cache().map(|c| c.reserve(key));
         // The header field is padded; PEXPIREAT takes a plain number.
         let at = unix_millis(expires_at);
         let touched = self
@@ -554,6 +738,7 @@ impl SessionStore for RedisStore {
         let value = encode(&record);
         let expected = field(expected);
         if matches!(self.inner.target, Target::Node(_)) {
+            let tickets = self.cache().map(|c| (c.reserve(old), c.reserve(new)));
             let at = at.to_string();
             let out: Value = self
                 .eval(
@@ -562,12 +747,18 @@ impl SessionStore for RedisStore {
                     &[expected.as_bytes(), &value, at.as_bytes()],
                 )
                 .await?;
-            return Ok(match reply(out)? {
+            let outcome = match reply(out)? {
                 Reply::Done(2) => ReplaceOutcome::KeyTaken,
                 Reply::Done(_) => ReplaceOutcome::Replaced,
                 Reply::Gone => ReplaceOutcome::Conflict(None),
                 Reply::Current(current) => ReplaceOutcome::Conflict(Some(current)),
-            });
+            };
+            if let (Some(cache), Some((_, ticket))) = (self.cache(), tickets) {
+                if outcome == ReplaceOutcome::Replaced {
+                    cache.fill(new, ticket, Some(record));
+                }
+            }
+            return Ok(outcome);
         }
         // Cluster: the keys are in different slots, so two commands. The
         // new record first (nobody knows its id until this response), then
@@ -586,5 +777,10 @@ impl SessionStore for RedisStore {
         };
         self.del(kn).await?;
         Ok(outcome)
+    }
+
+    fn keeps_typed_copies(&self, _: super::Sealed) -> bool {
+        // The local copies keep the decoded session too.
+        self.cache().is_some()
     }
 }

@@ -1,0 +1,334 @@
+//! The store's local copy of recently used records, kept exact by Redis'
+//! invalidation messages (server-assisted client-side caching).
+//!
+//! The connection runs `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`:
+//! Redis tells it about every change to a session key made by any other
+//! connection (another app instance), on the same connection and in order
+//! with the replies. Three rules keep the copy exact:
+//!
+//! * Messages are applied in the connection's reader, before the replies
+//!   that follow them are handed out ([`Invalidations`] is called there).
+//! * A reply is only cached if no message about its key arrived between
+//!   sending the command and using the reply: [`Cache::reserve`] before
+//!   sending, [`Cache::fill`] after, and any message in between removes the
+//!   reservation.
+//! * A copy is only used after a round trip that started after the request
+//!   began (the store's barrier): every change acknowledged to anyone before
+//!   then has had its message read by that point.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use redis::aio::{AsyncPushSender, SendError};
+use redis::{PushInfo, PushKind, Value};
+
+use crate::id::SessionKey;
+use crate::store::Record;
+
+/// Proof that nothing was said about a key since [`Cache::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ticket(u64);
+
+enum Slot {
+    /// A command about the key is on its way; its reply may be cached.
+    Pending(Ticket),
+    /// The record as Redis holds it.
+    Ready(Record),
+}
+
+struct State {
+    /// The connection whose messages keep the copies exact.
+    link: u64,
+    /// Whether that connection has tracking on (else nothing is cached).
+    tracking: bool,
+    next_ticket: u64,
+    slots: HashMap<SessionKey, Slot>,
+}
+
+/// Local copies of records, at most `capacity` of them.
+pub(super) struct Cache {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+impl Cache {
+    pub(super) fn new(capacity: usize) -> Self {
+        Cache {
+            capacity,
+            state: Mutex::new(State {
+                link: 0,
+                tracking: false,
+                next_ticket: 0,
+                slots: HashMap::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many copies it keeps at most.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether the store caches at all (a capacity above zero).
+    pub(super) fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// A new connection `link` is in use: forget everything learnt on the
+    /// previous one; cache from now on only if `tracking` is on for it.
+    pub(super) fn relink(&self, link: u64, tracking: bool) {
+        let mut st = self.state();
+        st.link = link;
+        st.tracking = tracking;
+        st.slots.clear();
+    }
+
+    /// Connection `link` is gone: its messages stop, so its copies go.
+    pub(super) fn unlink(&self, link: u64) {
+        let mut st = self.state();
+        if st.link == link {
+            st.tracking = false;
+            st.slots.clear();
+        }
+    }
+
+    /// Whether a copy of `key` is held (worth a barrier).
+    pub(super) fn holds(&self, key: &SessionKey) -> bool {
+        matches!(self.state().slots.get(key), Some(Slot::Ready(_)))
+    }
+
+    /// The copy of `key`, if one is held and live.
+    pub(super) fn get(&self, key: &SessionKey) -> Option<Record> {
+        match self.state().slots.get(key) {
+            Some(Slot::Ready(record)) if record.expires_at > SystemTime::now() => {
+                Some(record.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops the copy of `key`, before a command that reads or changes it
+    /// is sent; the ticket lets [`Cache::fill`] cache its outcome.
+    pub(super) fn reserve(&self, key: &SessionKey) -> Option<Ticket> {
+        let mut st = self.state();
+        if !st.tracking || self.capacity == 0 {
+            st.slots.remove(key);
+            return None;
+        }
+        st.next_ticket += 1;
+        let ticket = Ticket(st.next_ticket);
+        if st.slots.len() >= self.capacity && !st.slots.contains_key(key) {
+            // Full: drop one copy. Keys are random, so this one is too.
+            if let Some(victim) = st.slots.keys().next().copied() {
+                st.slots.remove(&victim);
+            }
+        }
+        st.slots.insert(*key, Slot::Pending(ticket));
+        Some(ticket)
+    }
+
+    /// Caches what Redis holds under `key` now (`None`: nothing), if no
+    /// message about the key arrived since `ticket` was handed out.
+    pub(super) fn fill(&self, key: &SessionKey, ticket: Option<Ticket>, record: Option<Record>) {
+        let Some(ticket) = ticket else { return };
+        let mut st = self.state();
+        if !matches!(st.slots.get(key), Some(Slot::Pending(t)) if *t == ticket) {
+            return;
+        }
+        match record {
+            Some(record) => st.slots.insert(*key, Slot::Ready(record)),
+            None => st.slots.remove(key),
+        };
+    }
+
+    /// Redis says `key` changed.
+    fn invalidate(&self, key: &SessionKey) {
+        self.state().slots.remove(key);
+    }
+
+    /// Redis says everything may have changed (`FLUSHALL`, `FLUSHDB`).
+    fn clear(&self) {
+        self.state().slots.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.state().slots.len()
+    }
+}
+
+/// Applies the invalidation messages of connection `link` to the cache, in
+/// the connection's reader.
+pub(super) struct Invalidations {
+    pub(super) cache: Arc<Cache>,
+    pub(super) link: u64,
+    /// The store's key prefix: a message names Redis keys.
+    pub(super) prefix: String,
+}
+
+impl Invalidations {
+    fn invalidate(&self, redis_key: &[u8]) {
+        let key = redis_key
+            .strip_prefix(self.prefix.as_bytes())
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(SessionKey::from_hex);
+        if let Some(key) = key {
+            self.cache.invalidate(&key);
+        }
+    }
+}
+
+impl AsyncPushSender for Invalidations {
+    fn send(&self, info: PushInfo) -> Result<(), SendError> {
+        match info.kind {
+            PushKind::Invalidate => match info.data.first() {
+                Some(Value::Array(keys)) => {
+                    for key in keys {
+                        match key {
+                            Value::BulkString(k) => self.invalidate(k),
+                            Value::SimpleString(k) => self.invalidate(k.as_bytes()),
+                            _ => self.cache.clear(),
+                        }
+                    }
+                }
+                // Null after a flush of the database; anything else unknown.
+                _ => self.cache.clear(),
+            },
+            PushKind::Disconnection => self.cache.unlink(self.link),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn record(data: &str) -> Option<Record> {
+        Some(Record::new(
+            data.as_bytes().to_vec(),
+            1,
+            SystemTime::now() + Duration::from_secs(60),
+        ))
+    }
+
+    fn message(cache: &Arc<Cache>, key: &SessionKey) {
+        let push = PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Array(vec![Value::BulkString(
+                format!("s:{key}").into_bytes(),
+            )])],
+        };
+        let sender = Invalidations {
+            cache: Arc::clone(cache),
+            link: 1,
+            prefix: "s:".into(),
+        };
+        sender.send(push).unwrap();
+    }
+
+    #[test]
+    fn a_message_between_send_and_reply_keeps_the_reply_out() {
+        let cache = Arc::new(Cache::new(10));
+        let key = SessionKey::from_bytes([1; 32]);
+        assert_eq!(cache.reserve(&key), None, "no tracking yet: nothing cached");
+        cache.relink(1, true);
+
+        let ticket = cache.reserve(&key);
+        cache.fill(&key, ticket, record("a"));
+        assert_eq!(cache.get(&key).unwrap().data, "a".as_bytes());
+
+        let ticket = cache.reserve(&key);
+        assert!(cache.get(&key).is_none(), "reserving drops the copy");
+        message(&cache, &key);
+        cache.fill(&key, ticket, record("stale"));
+        assert!(cache.get(&key).is_none(), "the reply predates the change");
+
+        let (first, second) = (cache.reserve(&key), cache.reserve(&key));
+        cache.fill(&key, first, record("older"));
+        assert!(
+            cache.get(&key).is_none(),
+            "only the newest reservation fills"
+        );
+        cache.fill(&key, second, record("b"));
+        message(&cache, &SessionKey::from_bytes([2; 32]));
+        assert_eq!(
+            cache.get(&key).unwrap().data,
+            "b".as_bytes(),
+            "other keys' messages"
+        );
+        message(&cache, &key);
+        assert!(cache.get(&key).is_none());
+    }
+
+    #[test]
+    fn flushes_disconnections_capacity_and_expiry() {
+        let cache = Arc::new(Cache::new(2));
+        cache.relink(1, true);
+        let keys: Vec<_> = (0..3).map(|n| SessionKey::from_bytes([n; 32])).collect();
+        for k in &keys {
+            let t = cache.reserve(k);
+            cache.fill(k, t, record("x"));
+        }
+        assert_eq!(cache.len(), 2, "bounded");
+
+        let flush = PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Nil],
+        };
+        let sender = |link| Invalidations {
+            cache: Arc::clone(&cache),
+            link,
+            prefix: "s:".into(),
+        };
+        sender(1).send(flush).unwrap();
+        assert_eq!(cache.len(), 0, "FLUSHALL");
+
+        let t = cache.reserve(&keys[0]);
+        cache.fill(&keys[0], t, record("x"));
+        cache.relink(2, true);
+        sender(1)
+            .send(PushInfo {
+                kind: PushKind::Disconnection,
+                data: vec![],
+            })
+            .unwrap();
+        assert!(
+            cache.reserve(&keys[0]).is_some(),
+            "an old link's end leaves the new one alone"
+        );
+        sender(2)
+            .send(PushInfo {
+                kind: PushKind::Disconnection,
+                data: vec![],
+            })
+            .unwrap();
+        assert_eq!(
+            cache.reserve(&keys[0]),
+            None,
+            "the current link's end stops caching"
+        );
+
+        cache.relink(3, true);
+        let t = cache.reserve(&keys[1]);
+        let expired = Record::new(
+            "old".as_bytes().to_vec(),
+            1,
+            SystemTime::now() - Duration::from_secs(1),
+        );
+        cache.fill(&keys[1], t, Some(expired));
+        assert!(cache.holds(&keys[1]));
+        assert!(
+            cache.get(&keys[1]).is_none(),
+            "an expired copy is never used"
+        );
+    }
+}
