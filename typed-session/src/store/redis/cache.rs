@@ -207,6 +207,7 @@ impl AsyncPushSender for Invalidations {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::time::Duration;
 

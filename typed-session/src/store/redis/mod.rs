@@ -753,10 +753,10 @@ impl SessionStore for RedisStore {
                 Reply::Gone => ReplaceOutcome::Conflict(None),
                 Reply::Current(current) => ReplaceOutcome::Conflict(Some(current)),
             };
-            if let (Some(cache), Some((_, ticket))) = (self.cache(), tickets) {
-                if outcome == ReplaceOutcome::Replaced {
-                    cache.fill(new, ticket, Some(record));
-                }
+            if let (Some(cache), Some((_, ticket))) = (self.cache(), tickets)
+                && outcome == ReplaceOutcome::Replaced
+            {
+                cache.fill(new, ticket, Some(record));
             }
             return Ok(outcome);
         }
