@@ -114,11 +114,11 @@ async fn main() -> ExitCode {
         "redis" => {
             let url =
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-            // SESSION_REDIS_LOCAL_CACHE=0 measures the store without its local copy.
+            // SESSION_REDIS_LOCAL_CACHE=10000 measures the store with its local copy.
             let cache = std::env::var("SESSION_REDIS_LOCAL_CACHE")
                 .ok()
                 .and_then(|n| n.parse().ok())
-                .unwrap_or(10_000);
+                .unwrap_or(0);
             match RedisStore::new(&url) {
                 Ok(store) => SessionLayer::new(store.with_local_cache(cache)),
                 Err(e) => {

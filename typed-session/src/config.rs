@@ -154,8 +154,8 @@ pub struct RedisConfig {
     /// Milliseconds to wait for one command (default 1,000).
     pub command_timeout_ms: u64,
     /// Records to keep a local copy of, kept exact by Redis' invalidation
-    /// messages (default 10,000; `0`: none; a Cluster keeps none). See
-    /// `RedisStore::with_local_cache`.
+    /// messages (default `0`: none; a Cluster keeps none). See
+    /// `RedisStore::with_local_cache` for what it costs and saves.
     pub local_cache: usize,
 }
 
@@ -167,7 +167,7 @@ impl Default for RedisConfig {
             prefix: "session:".to_owned(),
             connect_timeout_ms: 2_000,
             command_timeout_ms: 1_000,
-            local_cache: 10_000,
+            local_cache: 0,
         }
     }
 }

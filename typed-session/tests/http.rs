@@ -24,6 +24,8 @@ mod redis_common;
 #[cfg(feature = "redis-store")]
 http_suite!(redis, redis_common::node_harness());
 #[cfg(feature = "redis-store")]
+http_suite!(redis_local_copy, redis_common::node_harness_with_copy());
+#[cfg(feature = "redis-store")]
 http_suite!(redis_cluster, redis_common::cluster_harness());
 #[cfg(feature = "cookie-store")]
 #[path = "common/sealed.rs"]
@@ -474,15 +476,22 @@ mod redis_only {
 
     /// Two app instances (two layers, two connections) on one Redis: a login
     /// on one is seen on the other, 100 concurrent writes of disjoint fields
-    /// through both lose nothing, a logout on one ends the session on both.
+    /// through both lose nothing, a logout on one ends the session on both;
+    /// without and with the local copy.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_app_instances_share_sessions() {
+        two_app_instances(0).await;
+        two_app_instances(1_000).await;
+    }
+
+    async fn two_app_instances(local_cache: usize) {
         let server = Server::start(&["--appendonly", "no"]);
         let prefix = prefix();
         let instance = || {
             let store = RedisStore::new(&server.url())
                 .unwrap()
-                .with_prefix(prefix.clone());
+                .with_prefix(prefix.clone())
+                .with_local_cache(local_cache);
             let login = post(|s: TypedSession<App>| async move {
                 s.regenerate_with(|a| a.user_id = Some(7)).unwrap();
                 "in"

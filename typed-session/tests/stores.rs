@@ -70,6 +70,11 @@ mod redis_common;
 #[cfg(feature = "redis-store")]
 store_suite!(redis, redis_common::node_harness().store);
 #[cfg(feature = "redis-store")]
+store_suite!(
+    redis_local_copy,
+    redis_common::node_harness_with_copy().store
+);
+#[cfg(feature = "redis-store")]
 store_suite!(redis_cluster, redis_common::cluster_harness().store);
 store_suite!(documented_custom_store, MapStore::default());
 
@@ -845,8 +850,12 @@ async fn redis_local_copy_is_used_and_never_stale() {
     use typed_session::store::RedisStore;
 
     let server = redis_common::Server::start(&["--appendonly", "no"]);
-    let a = RedisStore::new(&server.url()).unwrap();
-    let b = RedisStore::new(&server.url()).unwrap();
+    let a = RedisStore::new(&server.url())
+        .unwrap()
+        .with_local_cache(100);
+    let b = RedisStore::new(&server.url())
+        .unwrap()
+        .with_local_cache(100);
     let k = SessionKey::from_bytes([9; 32]);
     assert!(a.create(&k, record("v1", 1, HOUR)).await.unwrap());
     let (gets, pings) = (server.calls("get"), server.calls("ping"));
@@ -887,7 +896,7 @@ async fn redis_local_copy_is_used_and_never_stale() {
     redis_common::command(server.port, "FLUSHALL").unwrap();
     assert_eq!(b.load(&k).await.unwrap(), None, "FLUSHALL");
 
-    let off = RedisStore::new(&server.url()).unwrap().with_local_cache(0);
+    let off = RedisStore::new(&server.url()).unwrap();
     assert!(off.create(&k, record("v6", 1, HOUR)).await.unwrap());
     let gets = server.calls("get");
     off.load(&k).await.unwrap();
@@ -895,7 +904,7 @@ async fn redis_local_copy_is_used_and_never_stale() {
     assert_eq!(
         server.calls("get") - gets,
         2,
-        "without the copy every load is a GET"
+        "without the copy (the default) every load is a GET"
     );
 }
 
@@ -914,7 +923,9 @@ async fn redis_without_tracking_works_without_the_copy() {
             .unwrap()
             .contains("OK")
     );
-    let store = RedisStore::new(&server.url()).unwrap();
+    let store = RedisStore::new(&server.url())
+        .unwrap()
+        .with_local_cache(100);
     let k = SessionKey::from_bytes([3; 32]);
     assert!(store.create(&k, record("v1", 1, HOUR)).await.unwrap());
     let gets = server.calls("get");

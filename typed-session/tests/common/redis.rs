@@ -227,6 +227,17 @@ pub fn node_harness() -> Stored<RedisStore> {
     stored(store, ports, prefix)
 }
 
+/// The same with the local copy on (`with_local_cache`).
+pub fn node_harness_with_copy() -> Stored<RedisStore> {
+    let prefix = prefix();
+    let store = RedisStore::new(&node().url())
+        .unwrap()
+        .with_prefix(prefix.clone())
+        .with_local_cache(1_000);
+    let ports = vec![node().port];
+    stored(store, ports, prefix)
+}
+
 /// A store on the shared Cluster, with its own prefix, as a suite harness.
 pub fn cluster_harness() -> Stored<RedisStore> {
     let prefix = prefix();

@@ -16,7 +16,7 @@
 //!   began (the store's barrier): every change acknowledged to anyone before
 //!   then has had its message read by that point.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -43,7 +43,19 @@ struct State {
     /// Whether that connection has tracking on (else nothing is cached).
     tracking: bool,
     next_ticket: u64,
-    slots: HashMap<SessionKey, Slot>,
+    /// Each key's slot, and the ticket that first put it there.
+    slots: HashMap<SessionKey, (u64, Slot)>,
+    /// Keys with the ticket that first put them in, oldest first, for
+    /// eviction; an entry whose key has gone (or come back since) is stale
+    /// and skipped.
+    order: VecDeque<(SessionKey, u64)>,
+}
+
+impl State {
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.order.clear();
+    }
 }
 
 /// Local copies of records, at most `capacity` of them.
@@ -61,6 +73,7 @@ impl Cache {
                 tracking: false,
                 next_ticket: 0,
                 slots: HashMap::new(),
+                order: VecDeque::new(),
             }),
         }
     }
@@ -85,7 +98,7 @@ impl Cache {
         let mut st = self.state();
         st.link = link;
         st.tracking = tracking;
-        st.slots.clear();
+        st.clear();
     }
 
     /// Connection `link` is gone: its messages stop, so its copies go.
@@ -93,19 +106,19 @@ impl Cache {
         let mut st = self.state();
         if st.link == link {
             st.tracking = false;
-            st.slots.clear();
+            st.clear();
         }
     }
 
     /// Whether a copy of `key` is held (worth a barrier).
     pub(super) fn holds(&self, key: &SessionKey) -> bool {
-        matches!(self.state().slots.get(key), Some(Slot::Ready(_)))
+        matches!(self.state().slots.get(key), Some((_, Slot::Ready(_))))
     }
 
     /// The copy of `key`, if one is held and live.
     pub(super) fn get(&self, key: &SessionKey) -> Option<Record> {
         match self.state().slots.get(key) {
-            Some(Slot::Ready(record)) if record.expires_at > SystemTime::now() => {
+            Some((_, Slot::Ready(record))) if record.expires_at > SystemTime::now() => {
                 Some(record.clone())
             }
             _ => None,
@@ -122,13 +135,28 @@ impl Cache {
         }
         st.next_ticket += 1;
         let ticket = Ticket(st.next_ticket);
-        if st.slots.len() >= self.capacity && !st.slots.contains_key(key) {
-            // Full: drop one copy. Keys are random, so this one is too.
-            if let Some(victim) = st.slots.keys().next().copied() {
-                st.slots.remove(&victim);
+        let State { slots, order, .. } = &mut *st;
+        match slots.get_mut(key) {
+            Some((_, slot)) => *slot = Slot::Pending(ticket),
+            None => {
+                slots.insert(*key, (ticket.0, Slot::Pending(ticket)));
+                order.push_back((*key, ticket.0));
+                // Full: drop the oldest.
+                while slots.len() > self.capacity {
+                    let Some((old, since)) = order.pop_front() else {
+                        break;
+                    };
+                    if slots.get(&old).is_some_and(|(s, _)| *s == since) {
+                        slots.remove(&old);
+                    }
+                }
+                // Stale entries (keys removed by messages) are dropped now
+                // and then, so the order stays within twice the capacity.
+                if order.len() > 2 * self.capacity {
+                    order.retain(|(k, since)| slots.get(k).is_some_and(|(s, _)| s == since));
+                }
             }
         }
-        st.slots.insert(*key, Slot::Pending(ticket));
         Some(ticket)
     }
 
@@ -137,13 +165,18 @@ impl Cache {
     pub(super) fn fill(&self, key: &SessionKey, ticket: Option<Ticket>, record: Option<Record>) {
         let Some(ticket) = ticket else { return };
         let mut st = self.state();
-        if !matches!(st.slots.get(key), Some(Slot::Pending(t)) if *t == ticket) {
+        let Some((_, slot)) = st.slots.get_mut(key) else {
+            return;
+        };
+        if !matches!(slot, Slot::Pending(t) if *t == ticket) {
             return;
         }
         match record {
-            Some(record) => st.slots.insert(*key, Slot::Ready(record)),
-            None => st.slots.remove(key),
-        };
+            Some(record) => *slot = Slot::Ready(record),
+            None => {
+                st.slots.remove(key);
+            }
+        }
     }
 
     /// Redis says `key` changed.
@@ -153,7 +186,7 @@ impl Cache {
 
     /// Redis says everything may have changed (`FLUSHALL`, `FLUSHDB`).
     fn clear(&self) {
-        self.state().slots.clear();
+        self.state().clear();
     }
 
     #[cfg(test)]
@@ -280,6 +313,15 @@ mod tests {
             cache.fill(k, t, record("x"));
         }
         assert_eq!(cache.len(), 2, "bounded");
+        assert!(cache.get(&keys[0]).is_none(), "the oldest went first");
+        for _ in 0..10 {
+            // A key that messages keep removing does not grow the order.
+            message(&cache, &keys[2]);
+            let t = cache.reserve(&keys[2]);
+            cache.fill(&keys[2], t, record("y"));
+        }
+        assert!(cache.state().order.len() <= 4);
+        assert!(cache.get(&keys[1]).is_some() && cache.get(&keys[2]).is_some());
 
         let flush = PushInfo {
             kind: PushKind::Invalidate,

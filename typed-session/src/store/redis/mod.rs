@@ -23,9 +23,6 @@ use crate::id::SessionKey;
 
 mod cache;
 
-/// Records kept locally by default (one node).
-const DEFAULT_CACHE: usize = 10_000;
-
 /// Width of each decimal field of the record header: revision, then expiry
 /// (unix ms), zero-padded, so scripts compare and patch them as text.
 const FIELD: usize = 20;
@@ -112,16 +109,8 @@ type Waiting = Vec<(Option<Cmd>, oneshot::Sender<Result<Value, StoreError>>)>;
 ///   decimal fields, then the session bytes. Redis expires it itself (`PXAT`
 ///   from the record's expiry); `touch` patches the expiry field and the TTL
 ///   without resending the session.
-/// * A local copy that is never stale (one node; see
-///   [`with_local_cache`](RedisStore::with_local_cache)): records this
-///   instance read or wrote are kept in memory, and Redis tells the
-///   connection about every change another instance makes to a session key
-///   (`CLIENT TRACKING ... BCAST`). A request uses a copy only after a round
-///   trip that began after the request did, so every change acknowledged to
-///   anyone before the request is seen: a logout on one instance ends the
-///   session on every other at once. A load served from the copy costs that
-///   shared round trip (one `PING` per pipeline at most) instead of a `GET`
-///   and a decode.
+/// * An optional local copy that is never stale (one node, off by default;
+///   see [`with_local_cache`](RedisStore::with_local_cache)).
 /// * Cluster: every operation is on one key (one slot), except regenerate,
 ///   whose two random keys live in different slots: there it is two
 ///   commands, `SET NX` of the new record (whose id nobody knows yet), then
@@ -231,8 +220,8 @@ fn decode(value: Vec<u8>) -> Result<Record, StoreError> {
     };
     let revision = number(0..FIELD)?;
     let expires = number(FIELD..HEADER)?;
-    let mut data = value;
-    data.drain(..HEADER);
+    // The payload is shared with the reply's buffer, not copied.
+    let data = bytes::Bytes::from(value).slice(HEADER..);
     Ok(Record::new(data, revision, from_unix_millis(expires)))
 }
 
@@ -262,10 +251,6 @@ impl RedisStore {
     }
 
     fn build(target: Target) -> Self {
-        let capacity = match target {
-            Target::Node(_) => DEFAULT_CACHE,
-            Target::Cluster(_) => 0,
-        };
         RedisStore {
             inner: Arc::new(Inner {
                 target,
@@ -275,7 +260,7 @@ impl RedisStore {
                 link: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 links_made: AtomicU64::new(0),
-                cache: Arc::new(Cache::new(capacity)),
+                cache: Arc::new(Cache::new(0)),
                 cluster: OnceCell::new(),
                 queue: Mutex::new(Vec::new()),
                 save: Lua::new(SAVE),
@@ -311,23 +296,38 @@ impl RedisStore {
         self.edit(|i| i.command_timeout = timeout)
     }
 
-    /// How many records to keep a local copy of (default 10,000 on one
-    /// node; `0` turns the copy off; a Cluster keeps none).
+    /// Keeps a local copy of up to `capacity` records this instance has
+    /// loaded (default `0`: no copy; a Cluster keeps none), so that loading
+    /// them again sends no `GET`.
     ///
-    /// The copy is kept exact by Redis' client-side caching protocol: the
-    /// connection speaks RESP3 and runs `CLIENT TRACKING ON BCAST PREFIX
-    /// <prefix> NOLOOP`, so Redis sends it a message for every change any
-    /// other connection makes to a session key. It needs Redis 6 or newer,
-    /// reached directly (a proxy in between may not forward the messages:
-    /// turn the copy off there). If tracking cannot be turned on, the
-    /// store logs a warning and works without the copy. Costs: memory for
-    /// up to `capacity` records, and with N app instances every session
-    /// write sends N - 1 small messages.
+    /// The copy is never stale. The connection speaks RESP3 and runs
+    /// `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`, so Redis sends it
+    /// a message for every change any other connection (another instance,
+    /// `redis-cli`, a `FLUSHALL`) makes to a session key; the messages are
+    /// applied in the connection's reader, in order with the replies; a
+    /// reply is cached only if no message about its key arrived between
+    /// sending the command and using the reply; and a copy is used only
+    /// after a round trip that began after the request did, so every change
+    /// acknowledged to anyone before the request is seen (a logout on one
+    /// instance ends the session on every other at once).
+    ///
+    /// What it saves and costs: a load served from the copy takes that
+    /// round trip (one `PING` per pipeline of concurrent requests) instead
+    /// of a `GET` carrying the whole record; on the load harness that cut
+    /// Redis' CPU on reads by about a third, but not the app's own time per
+    /// request, which is why it is off by default. Each session write
+    /// sends a message to every other instance holding tracking (N - 1 for
+    /// N instances), and Redis 7.0 also reports a connection's own script
+    /// writes to it (`NOLOOP` does not cover scripts), so a copy lasts until
+    /// the session is next saved. Worth it for read-heavy traffic with large
+    /// sessions and few instances. Needs Redis 6 or newer reached directly;
+    /// if the server refuses RESP3 or tracking (Redis 5, a proxy, an ACL),
+    /// the store logs a warning and works without the copy.
     ///
     /// ```
     /// use typed_session::store::RedisStore;
     ///
-    /// let store = RedisStore::new("redis://127.0.0.1:6379").unwrap().with_local_cache(0);
+    /// let store = RedisStore::new("redis://127.0.0.1:6379").unwrap().with_local_cache(10_000);
     /// # let _ = store;
     /// ```
     pub fn with_local_cache(self, capacity: usize) -> Self {
@@ -534,35 +534,37 @@ impl RedisStore {
         );
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let mut expected = 0;
-        for cmd in waiting.iter().filter_map(|(cmd, _)| cmd.as_ref()) {
-            pipe.add_command(cmd.clone());
-            expected += 1;
+        let mut waiters = Vec::with_capacity(waiting.len());
+        for (cmd, tx) in waiting {
+            waiters.push((cmd.is_some(), tx));
+            if let Some(cmd) = cmd {
+                pipe.add_command(cmd);
+            }
         }
-        if expected == 0 {
+        if pipe.is_empty() {
             // Only barriers: a round trip is all they need.
             pipe.add_command(redis::cmd("PING"));
-            expected = 1;
         }
+        let expected = pipe.len();
         match self.send(pipe).await {
             Ok(replies) if replies.len() == expected => {
                 let mut replies = replies.into_iter();
-                for (cmd, tx) in waiting {
-                    let reply = match cmd {
-                        Some(_) => replies.next().ok_or_else(|| StoreError::new(Unexpected)),
-                        None => Ok(Value::Nil),
+                for (is_command, tx) in waiters {
+                    let reply = match is_command {
+                        true => replies.next().ok_or_else(|| StoreError::new(Unexpected)),
+                        false => Ok(Value::Nil),
                     };
                     let _ = tx.send(reply);
                 }
             }
             Ok(_) => {
-                for (_, tx) in waiting {
+                for (_, tx) in waiters {
                     let _ = tx.send(Err(StoreError::new(Unexpected)));
                 }
             }
             Err(failed) => {
                 let failed = Arc::new(failed);
-                for (_, tx) in waiting {
+                for (_, tx) in waiters {
                     let _ = tx.send(Err(StoreError::new(Arc::clone(&failed))));
                 }
             }
@@ -594,17 +596,20 @@ impl RedisStore {
     /// Runs one of the store's scripts: `EVALSHA`, and on a `NOSCRIPT`
     /// reply (a restarted or failed-over Redis) `SCRIPT LOAD` and again.
     async fn eval(&self, lua: &Lua, keys: &[&str], args: &[&[u8]]) -> Result<Value, StoreError> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(lua.script.get_hash())
-            .arg(keys.len())
-            .arg(keys)
-            .arg(args);
-        match self.query(cmd.clone()).await? {
+        let evalsha = || {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(lua.script.get_hash())
+                .arg(keys.len())
+                .arg(keys)
+                .arg(args);
+            cmd
+        };
+        match self.query(evalsha()).await? {
             Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript) => {
                 let mut load = redis::cmd("SCRIPT");
                 load.arg("LOAD").arg(lua.source);
                 checked(self.query(load).await?)?;
-                checked(self.query(cmd).await?)
+                checked(self.query(evalsha()).await?)
             }
             reply => checked(reply),
         }
@@ -667,13 +672,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, key: &SessionKey, record: Record) -> Result<bool, StoreError> {
+        // Not cached: most new sessions are never read again (a bot, a
+        // first visit); a session's first load caches it.
         let at = unix_millis(record.expires_at);
-        let ticket = self.cache().and_then(|c| c.reserve(key));
-        let created = self.set_nx(self.key(key), encode(&record), at).await?;
-        if let Some(cache) = self.cache().filter(|_| created) {
-            cache.fill(key, ticket, Some(record));
-        }
-        Ok(created)
+        self.set_nx(self.key(key), encode(&record), at).await
     }
 
     async fn save(
@@ -777,10 +779,5 @@ impl SessionStore for RedisStore {
         };
         self.del(kn).await?;
         Ok(outcome)
-    }
-
-    fn keeps_typed_copies(&self, _: super::Sealed) -> bool {
-        // The local copies keep the decoded session too.
-        self.cache().is_some()
     }
 }
