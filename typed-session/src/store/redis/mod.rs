@@ -31,9 +31,9 @@ const HEADER: usize = 2 * FIELD;
 /// Compare-and-set save: the stored revision must be ARGV[1]. Returns 1
 /// when saved, nil when the record is gone, the current record otherwise.
 const SAVE: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-if string.sub(v, 1, 20) ~= ARGV[1] then return v end
+local r = redis.call('GETRANGE', KEYS[1], 0, 19)
+if r == '' then return false end
+if r ~= ARGV[1] then return redis.call('GET', KEYS[1]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 1
 ";
@@ -95,6 +95,19 @@ fn checked(reply: Value) -> Result<Value, StoreError> {
 /// needs the pipeline's round trip), with where its reply goes.
 type Waiting = Vec<(Option<Cmd>, oneshot::Sender<Result<Value, StoreError>>)>;
 
+/// What waits for the node: commands not yet sent, and how many flushes
+/// are sending (at most [`MAX_IN_FLIGHT`]; more commands wait for one).
+#[derive(Default)]
+struct Queue {
+    waiting: Waiting,
+    flushing: usize,
+}
+
+/// Pipelines in flight at once on one node. While they are, new commands
+/// gather into the next one: bigger batches, fewer system calls on a busy
+/// server, at most one round trip more of waiting on an idle one.
+const MAX_IN_FLIGHT: usize = 2;
+
 /// Where sessions live in Redis: one node (or a primary behind a
 /// Sentinel-managed address) or a Redis Cluster.
 ///
@@ -154,7 +167,7 @@ struct Inner {
     cache: Arc<Cache>,
     /// A Cluster: its connection, made on first use.
     cluster: OnceCell<ClusterConnection>,
-    queue: Mutex<Waiting>,
+    queue: Mutex<Queue>,
     save: Lua,
     touch: Lua,
     replace: Lua,
@@ -262,7 +275,7 @@ impl RedisStore {
                 links_made: AtomicU64::new(0),
                 cache: Arc::new(Cache::new(0)),
                 cluster: OnceCell::new(),
-                queue: Mutex::new(Vec::new()),
+                queue: Mutex::new(Queue::default()),
                 save: Lua::new(SAVE),
                 touch: Lua::new(TOUCH),
                 replace: Lua::new(REPLACE),
@@ -502,36 +515,55 @@ impl RedisStore {
 
     async fn enqueue(&self, cmd: Option<Cmd>) -> Result<Value, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let first = {
-            let mut queue = self
-                .inner
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            queue.push((cmd, tx));
-            queue.len() == 1
+        let start = {
+            let mut queue = self.inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.waiting.push((cmd, tx));
+            let start = queue.waiting.len() == 1 && queue.flushing < MAX_IN_FLIGHT;
+            queue.flushing += usize::from(start);
+            start
         };
-        if first {
+        if start {
             // A task of its own: the flush must happen even when the request
             // that queued first is dropped while it waits.
             tokio::spawn(self.clone().flush());
         }
         // No timer here: the flush answers within the connect and command
         // timeouts, or is dropped with the runtime.
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::new(Unexpected)))
+        rx.await.unwrap_or_else(|_| Err(StoreError::new(Unexpected)))
     }
 
-    /// Sends every queued command as one pipeline and hands out the replies.
+    /// Sends what is queued as one pipeline, and again while more gathered
+    /// meanwhile, until the queue is empty.
     async fn flush(self) {
+        /// Gives the flush's slot back if the task ends early (a panic, or
+        /// the runtime shutting down), so the store never stalls.
+        struct Slot<'a>(&'a Inner, bool);
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    queue.flushing -= 1;
+                }
+            }
+        }
+        let mut slot = Slot(&self.inner, false);
         tokio::task::yield_now().await;
-        let waiting = std::mem::take(
-            &mut *self
-                .inner
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        loop {
+            let waiting = {
+                let mut queue = self.inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.waiting.is_empty() {
+                    queue.flushing -= 1;
+                    slot.1 = true;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            self.send_batch(waiting).await;
+        }
+    }
+
+    /// Sends `waiting` as one pipeline and hands out the replies.
+    async fn send_batch(&self, waiting: Waiting) {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let mut waiters = Vec::with_capacity(waiting.len());
