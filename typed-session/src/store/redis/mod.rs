@@ -516,7 +516,11 @@ impl RedisStore {
     async fn enqueue(&self, cmd: Option<Cmd>) -> Result<Value, StoreError> {
         let (tx, rx) = oneshot::channel();
         let start = {
-            let mut queue = self.inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self
+                .inner
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             queue.waiting.push((cmd, tx));
             let start = queue.waiting.len() == 1 && queue.flushing < MAX_IN_FLIGHT;
             queue.flushing += usize::from(start);
@@ -529,7 +533,8 @@ impl RedisStore {
         }
         // No timer here: the flush answers within the connect and command
         // timeouts, or is dropped with the runtime.
-        rx.await.unwrap_or_else(|_| Err(StoreError::new(Unexpected)))
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::new(Unexpected)))
     }
 
     /// Sends what is queued as one pipeline, and again while more gathered
@@ -550,7 +555,11 @@ impl RedisStore {
         tokio::task::yield_now().await;
         loop {
             let waiting = {
-                let mut queue = self.inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut queue = self
+                    .inner
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if queue.waiting.is_empty() {
                     queue.flushing -= 1;
                     slot.1 = true;
