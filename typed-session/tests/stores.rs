@@ -938,3 +938,67 @@ async fn redis_without_tracking_works_without_the_copy() {
         SaveOutcome::Saved
     );
 }
+
+/// A connection that stops answering without closing (a NAT or firewall
+/// dropped it; here a proxy that stops forwarding it) costs one timeout:
+/// the next command goes over a new connection.
+#[cfg(feature = "redis-store")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_replaces_a_connection_that_went_silent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let silent = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (silent2, accepted2, port) = (Arc::clone(&silent), Arc::clone(&accepted), server.port);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let first = accepted2.fetch_add(1, Ordering::SeqCst) == 0;
+            let upstream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (cr, cw) = client.into_split();
+            let (ur, uw) = upstream.into_split();
+            // Forwards bytes; the first connection stops (sockets kept
+            // open) once `silent` is set.
+            let pump = |silent: Arc<AtomicBool>| {
+                move |mut from: tokio::net::tcp::OwnedReadHalf,
+                      mut to: tokio::net::tcp::OwnedWriteHalf| async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        let n = match from.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if first && silent.load(Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            };
+            tokio::spawn(pump(Arc::clone(&silent2))(cr, uw));
+            tokio::spawn(pump(Arc::clone(&silent2))(ur, cw));
+        }
+    });
+    let store = RedisStore::new(&format!("redis://{proxy}"))
+        .unwrap()
+        .with_command_timeout(std::time::Duration::from_millis(300));
+    let k = SessionKey::from_bytes([5; 32]);
+    assert!(store.create(&k, record("v", 1, HOUR)).await.unwrap());
+    silent.store(true, Ordering::SeqCst);
+    assert!(store.load(&k).await.is_err(), "no answer: a timeout");
+    assert_eq!(store.load(&k).await.unwrap().unwrap().data, "v".as_bytes());
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "over a second connection"
+    );
+}

@@ -628,9 +628,14 @@ impl RedisStore {
                 }
                 Err(StoreError::new(e))
             }
-            // A slow or paused server: the connection stays (its replies,
-            // and messages, still arrive in order).
-            Err(_) => Err(StoreError::new(Timeout(self.inner.command_timeout))),
+            // No answer in time: a paused or overloaded server, or a
+            // connection that died without a word (a NAT or firewall
+            // dropped it). The next command gets a new connection, which
+            // a server that is only slow accepts again at once.
+            Err(_) => {
+                self.unlink(link.id);
+                Err(StoreError::new(Timeout(self.inner.command_timeout)))
+            }
         }
     }
 
