@@ -174,6 +174,12 @@ struct Inner {
     delete_if: Lua,
 }
 
+impl Inner {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 enum Target {
     /// One node; its client speaks RESP3 when the local cache is on (for
     /// the invalidation messages).
@@ -516,11 +522,7 @@ impl RedisStore {
     async fn enqueue(&self, cmd: Option<Cmd>) -> Result<Value, StoreError> {
         let (tx, rx) = oneshot::channel();
         let start = {
-            let mut queue = self
-                .inner
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self.inner.queue();
             queue.waiting.push((cmd, tx));
             let start = queue.waiting.len() == 1 && queue.flushing < MAX_IN_FLIGHT;
             queue.flushing += usize::from(start);
@@ -546,7 +548,7 @@ impl RedisStore {
         impl Drop for Slot<'_> {
             fn drop(&mut self) {
                 if !self.1 {
-                    let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut queue = self.0.queue();
                     queue.flushing -= 1;
                 }
             }
@@ -555,11 +557,7 @@ impl RedisStore {
         tokio::task::yield_now().await;
         loop {
             let waiting = {
-                let mut queue = self
-                    .inner
-                    .queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut queue = self.inner.queue();
                 if queue.waiting.is_empty() {
                     queue.flushing -= 1;
                     slot.1 = true;
