@@ -64,24 +64,23 @@ async fn start_driver() -> Driver {
     panic!("chromedriver did not listen on 127.0.0.1:{port} within 10 s");
 }
 
-async fn click(client: &fantoccini::Client, css: &str) {
+/// The element, once the page shows it (a navigation may still be under
+/// way when the previous step returns): up to 10 s.
+async fn element(client: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
     client
-        .find(Locator::Css(css))
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
         .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+}
+
+async fn click(client: &fantoccini::Client, css: &str) {
+    element(client, css).await.click().await.unwrap();
 }
 
 async fn type_into(client: &fantoccini::Client, css: &str, keys: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .send_keys(keys)
-        .await
-        .unwrap();
+    element(client, css).await.send_keys(keys).await.unwrap();
 }
 
 async fn wait_for(client: &fantoccini::Client, css: &str) {
@@ -89,13 +88,7 @@ async fn wait_for(client: &fantoccini::Client, css: &str) {
 }
 
 async fn text(client: &fantoccini::Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    element(client, css).await.text().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
