@@ -1002,3 +1002,45 @@ async fn redis_replaces_a_connection_that_went_silent() {
         "over a second connection"
     );
 }
+
+/// A Redis address that accepts connections and never answers (a hung
+/// server, a black hole): a burst of concurrent requests costs one connect
+/// timeout and one connection attempt, not one attempt after another.
+#[cfg(feature = "redis-store")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_fails_a_burst_within_one_connect_timeout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    use typed_session::store::RedisStore;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let store = Arc::new(
+        RedisStore::new(&format!("redis://{addr}"))
+            .unwrap()
+            .with_connect_timeout(Duration::from_millis(500)),
+    );
+    let start = Instant::now();
+    let loads: Vec<_> = (0..20u8)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.load(&SessionKey::from_bytes([n; 32])).await.is_err() })
+        })
+        .collect();
+    for load in loads {
+        assert!(load.await.unwrap(), "an error, never a session");
+    }
+    let took = start.elapsed();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection attempt");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+}

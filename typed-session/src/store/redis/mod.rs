@@ -211,6 +211,11 @@ impl fmt::Debug for RedisStore {
 #[error("redis did not answer within {0:?}")]
 struct Timeout(Duration);
 
+/// A connection attempt failed just now (the cause is logged with it).
+#[derive(Debug, thiserror::Error)]
+#[error("redis is unreachable: the connection attempt made meanwhile failed")]
+struct Unavailable;
+
 /// A reply the store's scripts never give.
 #[derive(Debug, thiserror::Error)]
 #[error("unexpected reply from redis")]
@@ -388,11 +393,18 @@ impl RedisStore {
         if let Some(link) = current() {
             return Ok(link);
         }
+        let attempts = inner.links_made.load(Ordering::Acquire);
         let _one = inner.connecting.lock().await;
         if let Some(link) = current() {
             return Ok(link);
         }
-        let id = inner.links_made.fetch_add(1, Ordering::Relaxed) + 1;
+        if inner.links_made.load(Ordering::Acquire) != attempts {
+            // An attempt ended in failure while this one waited for it:
+            // answer now rather than queue a second connect timeout
+            // behind the first.
+            return Err(StoreError::new(Unavailable));
+        }
+        let id = inner.links_made.fetch_add(1, Ordering::AcqRel) + 1;
         let made = match tokio::time::timeout(inner.connect_timeout, self.open(info, id)).await {
             Ok(made) => made.map_err(StoreError::new)?,
             Err(_) => return Err(StoreError::new(Timeout(inner.connect_timeout))),
