@@ -1044,3 +1044,156 @@ async fn redis_unreachable_fails_a_burst_within_one_connect_timeout() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection attempt");
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
 }
+
+/// `rediss://` (feature `redis-tls`): against a redis-server serving TLS
+/// only, with a CA made for the test, the store contract holds (without and
+/// with the local copy); without trusting that CA, or over plain TCP,
+/// every operation is an error, never a session.
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn redis_over_tls() {
+    use std::process::{Command, Stdio};
+    use typed_session::store::RedisStore;
+
+    let dir = std::env::temp_dir().join(format!("typed-session-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)")
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=typed-session test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .args([
+            "--tls-cert-file",
+            "srv.crt",
+            "--tls-key-file",
+            "srv.key",
+            "--tls-ca-cert-file",
+            "ca.crt",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let url = format!("rediss://127.0.0.1:{port}");
+    // Each use gets its own key prefix, as the suites' keys are fixed.
+    let uses = std::sync::atomic::AtomicUsize::new(0);
+    let trusted = || {
+        let n = uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RedisStore::new(&url)
+            .unwrap()
+            .with_prefix(format!("tls{n}:"))
+            .with_root_certificate(&ca)
+            .unwrap()
+    };
+    // Up once a TLS load answers.
+    let probe = SessionKey::from_bytes([1; 32]);
+    let start = std::time::Instant::now();
+    while trusted().load(&probe).await.is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "TLS redis-server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    common::store_suite::basics(trusted()).await;
+    common::store_suite::replace(trusted()).await;
+    common::store_suite::basics(trusted().with_local_cache(100)).await;
+
+    let k = SessionKey::from_bytes([2; 32]);
+    let untrusted = RedisStore::new(&url).unwrap();
+    assert!(
+        untrusted.create(&k, record("v", 1, HOUR)).await.is_err(),
+        "unknown CA"
+    );
+    let plain = RedisStore::new(&format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .with_command_timeout(std::time::Duration::from_millis(300));
+    assert!(plain.load(&k).await.is_err(), "plain TCP to a TLS port");
+    assert!(
+        RedisStore::new(&format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .with_root_certificate(&ca)
+            .is_err(),
+        "a root certificate needs a rediss:// URL"
+    );
+    assert!(
+        RedisStore::new(&url)
+            .unwrap()
+            .with_root_certificate(b"not a pem")
+            .is_err()
+    );
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

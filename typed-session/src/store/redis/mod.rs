@@ -132,6 +132,9 @@ const MAX_IN_FLIGHT: usize = 2;
 ///   between the two leaves an unreachable new record to expire, and the old
 ///   id alive as it was. A Cluster sends each command on its own and keeps
 ///   no local copy.
+/// * TLS (feature `redis-tls`): `rediss://` URLs, trusting the system's
+///   roots or, with [`with_root_certificate`](RedisStore::with_root_certificate),
+///   your own CA.
 /// * Timeouts on connecting and on every command: while Redis is down,
 ///   requests get `503 session store unavailable` within the timeouts; the
 ///   connection is re-established on its own when Redis is back.
@@ -167,6 +170,9 @@ struct Inner {
     cache: Arc<Cache>,
     /// A Cluster: its connection, made on first use.
     cluster: OnceCell<ClusterConnection>,
+    /// A Cluster over TLS: the root certificate (PEM) to trust.
+    #[cfg(feature = "redis-tls")]
+    cluster_root: Option<Vec<u8>>,
     queue: Mutex<Queue>,
     save: Lua,
     touch: Lua,
@@ -183,7 +189,7 @@ impl Inner {
 enum Target {
     /// One node; its client speaks RESP3 when the local cache is on (for
     /// the invalidation messages).
-    Node(redis::ConnectionInfo),
+    Node(Box<redis::ConnectionInfo>),
     Cluster(Vec<String>),
 }
 
@@ -255,7 +261,7 @@ impl RedisStore {
     /// requests get 503 until it is up).
     pub fn new(url: &str) -> Result<Self, StoreError> {
         let info = url.into_connection_info().map_err(StoreError::new)?;
-        Ok(RedisStore::build(Target::Node(info)))
+        Ok(RedisStore::build(Target::Node(Box::new(info))))
     }
 
     /// A store on a Redis Cluster, reached through any of `nodes`
@@ -286,6 +292,8 @@ impl RedisStore {
                 links_made: AtomicU64::new(0),
                 cache: Arc::new(Cache::new(0)),
                 cluster: OnceCell::new(),
+                #[cfg(feature = "redis-tls")]
+                cluster_root: None,
                 queue: Mutex::new(Queue::default()),
                 save: Lua::new(SAVE),
                 touch: Lua::new(TOUCH),
@@ -359,6 +367,62 @@ impl RedisStore {
             return self;
         }
         self.edit(|i| i.cache = Arc::new(Cache::new(capacity)))
+    }
+
+    /// Trusts `pem` (a PEM root certificate: your own CA) for `rediss://`
+    /// connections, instead of the system's roots (feature `redis-tls`).
+    ///
+    /// Fails when the PEM does not parse or, on one node, when the URL is
+    /// not `rediss://`.
+    ///
+    /// ```no_run
+    /// use typed_session::store::RedisStore;
+    ///
+    /// let ca = std::fs::read("/etc/myapp/redis-ca.pem").unwrap();
+    /// let store = RedisStore::new("rediss://redis.internal:6380")
+    ///     .unwrap()
+    ///     .with_root_certificate(&ca)
+    ///     .unwrap();
+    /// # let _ = store;
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<Self, StoreError> {
+        let Some(inner) = Arc::get_mut(&mut self.inner) else {
+            return Err(StoreError::new(std::io::Error::other(
+                "RedisStore settings cannot change on a shared store",
+            )));
+        };
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let found = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                StoreError::new(std::io::Error::other(format!("root certificate: {e}")))
+            })?;
+        if found.is_empty() {
+            return Err(StoreError::new(std::io::Error::other(
+                "root certificate: no PEM certificate found",
+            )));
+        }
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
+        };
+        match &mut inner.target {
+            Target::Node(info) => {
+                let client = redis::Client::build_with_tls((**info).clone(), certs)
+                    .map_err(StoreError::new)?;
+                **info = client.get_connection_info().clone();
+            }
+            Target::Cluster(nodes) => {
+                // Checked as for one node, on the first address.
+                let first = nodes.first().map(String::as_str).unwrap_or_default();
+                redis::Client::build_with_tls(first, certs).map_err(StoreError::new)?;
+                inner.cluster_root = Some(pem.to_vec());
+            }
+        }
+        Ok(self)
     }
 
     /// The prefix of every key.
@@ -486,7 +550,16 @@ impl RedisStore {
             .cluster
             .get_or_try_init(|| async {
                 let connecting = async {
-                    let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+                    let builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec());
+                    #[cfg(feature = "redis-tls")]
+                    let builder = match &inner.cluster_root {
+                        Some(pem) => builder.certs(redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem.clone()),
+                        }),
+                        None => builder,
+                    };
+                    let client = builder
                         .connection_timeout(inner.connect_timeout)
                         .response_timeout(inner.command_timeout)
                         .retries(1)
