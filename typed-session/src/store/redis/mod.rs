@@ -133,7 +133,7 @@ const MAX_IN_FLIGHT: usize = 2;
 ///   id alive as it was. A Cluster sends each command on its own and keeps
 ///   no local copy.
 /// * TLS (feature `redis-tls`): `rediss://` URLs, trusting the system's
-///   roots or, with [`with_root_certificate`](RedisStore::with_root_certificate),
+///   roots or, with `RedisStore::with_root_certificate`,
 ///   your own CA.
 /// * Timeouts on connecting and on every command: while Redis is down,
 ///   requests get `503 session store unavailable` within the timeouts; the
