@@ -87,8 +87,25 @@ async fn wait_for(client: &fantoccini::Client, css: &str) {
     client.wait().for_element(Locator::Css(css)).await.unwrap();
 }
 
-async fn text(client: &fantoccini::Client, css: &str) -> String {
-    element(client, css).await.text().await.unwrap()
+/// Waits (up to 10 s) until the element's text is `expected`. A click that
+/// navigates returns before the next page is there, and the page it leaves
+/// may match the same selector: reading at once would see the old page (or
+/// an element it just dropped).
+async fn expect_text(client: &fantoccini::Client, css: &str, expected: &str) {
+    let start = std::time::Instant::now();
+    let mut seen = String::from("(no element)");
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Ok(el) = client.find(Locator::Css(css)).await
+            && let Ok(text) = el.text().await
+        {
+            if text == expected {
+                return;
+            }
+            seen = text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css}: expected {expected:?}, the page shows {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +152,7 @@ async fn shop_in_headless_chromium() {
 
         // Log in through the form: a new session id, a welcome flash.
         client.goto(&format!("{base}/login")).await.unwrap();
-        assert_eq!(text(&client, "#user").await, "anonymous");
+        expect_text(&client, "#user", "anonymous").await;
         let cookies = client.get_all_cookies().await.unwrap();
         assert_eq!(cookies.len(), 1, "the page view is counted in a session");
         assert_eq!(cookies[0].name(), "session");
@@ -145,11 +162,8 @@ async fn shop_in_headless_chromium() {
         type_into(&client, "#login-password", "alice-password").await;
         click(&client, "#login-submit").await;
         wait_for(&client, "#logout").await;
-        assert_eq!(
-            text(&client, "#user").await,
-            "signed in as alice@example.com"
-        );
-        assert_eq!(text(&client, "#flash-success li").await, "welcome, Alice");
+        expect_text(&client, "#user", "signed in as alice@example.com").await;
+        expect_text(&client, "#flash-success li", "welcome, Alice").await;
         let after_login = client.get_named_cookie("session").await.unwrap();
         assert_ne!(after_login.value(), anonymous, "login regenerates the id");
         let visible = client
@@ -172,9 +186,9 @@ async fn shop_in_headless_chromium() {
         quantity.send_keys("2").await.unwrap();
         click(&client, "#add-submit").await;
         wait_for(&client, ".item").await;
-        assert_eq!(text(&client, ".item").await, "Kettle × 2");
-        assert_eq!(text(&client, "#total").await, "59.98");
-        assert_eq!(text(&client, "#flash-success li").await, "added 2 × Kettle");
+        expect_text(&client, ".item", "Kettle × 2").await;
+        expect_text(&client, "#total", "59.98").await;
+        expect_text(&client, "#flash-success li", "added 2 × Kettle").await;
         let shot = client.screenshot().await.unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -189,29 +203,28 @@ async fn shop_in_headless_chromium() {
         type_into(&client, "#reg-email", "dora@example.com").await;
         click(&client, "#reg-step1").await;
         wait_for(&client, "#reg-street").await;
-        assert_eq!(text(&client, "#step").await, "step 2 of 3, Dora");
+        expect_text(&client, "#step", "step 2 of 3, Dora").await;
         type_into(&client, "#reg-street", "1 Tea Street").await;
         type_into(&client, "#reg-city", "Leeds").await;
         type_into(&client, "#reg-zip", "LS1 1AA").await;
         click(&client, "#reg-step2").await;
         wait_for(&client, "#reg-complete").await;
-        assert_eq!(
-            text(&client, "#summary").await,
-            "Dora <dora@example.com>, 1 Tea Street, LS1 1AA Leeds"
-        );
+        expect_text(
+            &client,
+            "#summary",
+            "Dora <dora@example.com>, 1 Tea Street, LS1 1AA Leeds",
+        )
+        .await;
         click(&client, "#reg-complete").await;
         wait_for(&client, "#logout").await;
-        assert_eq!(
-            text(&client, "#user").await,
-            "signed in as dora@example.com"
-        );
-        assert_eq!(text(&client, "#flash-success li").await, "welcome, Dora");
+        expect_text(&client, "#user", "signed in as dora@example.com").await;
+        expect_text(&client, "#flash-success li", "welcome, Dora").await;
 
         // Log out: a goodbye flash in a fresh session, the cart gone.
         click(&client, "#logout").await;
         wait_for(&client, "#login-link").await;
-        assert_eq!(text(&client, "#user").await, "anonymous");
-        assert_eq!(text(&client, "#flash-success li").await, "logged out");
+        expect_text(&client, "#user", "anonymous").await;
+        expect_text(&client, "#flash-success li", "logged out").await;
         client.goto(&format!("{base}/cart")).await.unwrap();
         assert!(
             client
