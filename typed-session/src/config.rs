@@ -157,6 +157,9 @@ pub struct RedisConfig {
     /// messages (default `0`: none; a Cluster keeps none). See
     /// `RedisStore::with_local_cache` for what it costs and saves.
     pub local_cache: usize,
+    /// A PEM file with the root certificate to trust for `rediss://`
+    /// instead of the system's roots (feature `redis-tls`; default none).
+    pub root_certificate_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -168,6 +171,7 @@ impl Default for RedisConfig {
             connect_timeout_ms: 2_000,
             command_timeout_ms: 1_000,
             local_cache: 0,
+            root_certificate_file: None,
         }
     }
 }
@@ -186,6 +190,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("command_timeout_ms", &self.command_timeout_ms)
             .field("local_cache", &self.local_cache)
+            .field("root_certificate_file", &self.root_certificate_file)
             .finish()
     }
 }
@@ -380,6 +385,7 @@ const BACKEND_VARS: &[(&str, &[&str])] = &[
             "SESSION_REDIS_CONNECT_TIMEOUT_MS",
             "SESSION_REDIS_COMMAND_TIMEOUT_MS",
             "SESSION_REDIS_LOCAL_CACHE",
+            "SESSION_REDIS_CA_FILE",
         ],
     ),
     ("cookie", &["SESSION_COOKIE_COMPRESS"]),
@@ -401,7 +407,7 @@ impl SessionConfig {
     /// | `SESSION_MAX_SESSION_BYTES` | bytes |
     /// | `SESSION_MEMORY_CAPACITY`, `SESSION_MEMORY_MAX_BYTES` | memory store: sessions, bytes |
     /// | `SESSION_FILE_PATH`, `SESSION_FILE_SWEEP_INTERVAL`, `SESSION_FILE_MAX_RECORD_BYTES` | file store: directory, seconds, bytes |
-    /// | `REDIS_URL`, `SESSION_REDIS_PREFIX`, `SESSION_REDIS_CLUSTER`, `SESSION_REDIS_CONNECT_TIMEOUT_MS`, `SESSION_REDIS_COMMAND_TIMEOUT_MS`, `SESSION_REDIS_LOCAL_CACHE` | Redis store (`REDIS_URL` is read only with `SESSION_DRIVER=redis`) |
+    /// | `REDIS_URL`, `SESSION_REDIS_PREFIX`, `SESSION_REDIS_CLUSTER`, `SESSION_REDIS_CONNECT_TIMEOUT_MS`, `SESSION_REDIS_COMMAND_TIMEOUT_MS`, `SESSION_REDIS_LOCAL_CACHE`, `SESSION_REDIS_CA_FILE` | Redis store (`REDIS_URL` is read only with `SESSION_DRIVER=redis`) |
     /// | `SESSION_COOKIE_COMPRESS` | encrypted-cookie mode: `true` / `false` |
     ///
     /// A backend variable set for a backend that is not compiled in is an
@@ -476,6 +482,9 @@ impl SessionConfig {
                 }
                 if let Some(v) = env_number("SESSION_REDIS_LOCAL_CACHE", "a number of records")? {
                     r.local_cache = v;
+                }
+                if let Some(v) = env_var("SESSION_REDIS_CA_FILE") {
+                    r.root_certificate_file = Some(PathBuf::from(v));
                 }
             }
             StoreConfig::Cookie(c) => {

@@ -213,6 +213,10 @@ impl SessionLayer {
                 .with_connect_timeout(Duration::from_millis(r.connect_timeout_ms.max(1)))
                 .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)))
                 .with_local_cache(r.local_cache);
+                let store = match &r.root_certificate_file {
+                    None => store,
+                    Some(path) => with_root_certificate(store, path)?,
+                };
                 Self::from_config_with_store(config, store)
             }
             #[cfg(feature = "cookie-store")]
@@ -565,5 +569,38 @@ fn add_vary_cookie(headers: &mut HeaderMap) {
     });
     if !present {
         headers.append(VARY, HeaderValue::from_static("cookie"));
+    }
+}
+
+/// `RedisConfig::root_certificate_file`: read and trusted with the
+/// `redis-tls` feature, a start-up error without it.
+#[cfg(feature = "redis-store")]
+fn with_root_certificate(
+    store: crate::store::RedisStore,
+    path: &std::path::Path,
+) -> Result<crate::store::RedisStore, ConfigError> {
+    let failed = |reason: String| ConfigError::StoreUnavailable {
+        driver: "redis",
+        reason,
+    };
+    #[cfg(feature = "redis-tls")]
+    {
+        let pem = std::fs::read(path)
+            .map_err(|e| failed(format!("root certificate {}: {e}", path.display())))?;
+        store.with_root_certificate(&pem).map_err(|e| {
+            failed(format!(
+                "root certificate {}: {}",
+                path.display(),
+                crate::error::error_chain(&e)
+            ))
+        })
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    {
+        let _ = store;
+        Err(failed(format!(
+            "root certificate {} needs the `redis-tls` feature of typed-session",
+            path.display()
+        )))
     }
 }

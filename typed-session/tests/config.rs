@@ -299,3 +299,42 @@ fn from_env_reads_session_variables() {
     let cap = from_env_in_child(&[("SESSION_MEMORY_CAPACITY", "many")]);
     assert!(cap.contains("SESSION_MEMORY_CAPACITY"), "{cap}");
 }
+
+/// `root_certificate_file` (`SESSION_REDIS_CA_FILE`): a missing or
+/// non-PEM file, or a `redis://` URL, is a start-up error naming the file;
+/// a PEM CA with a `rediss://` URL builds the layer (it connects on first
+/// use). Without the `redis-tls` feature the setting is an error.
+#[cfg(feature = "redis-store")]
+#[test]
+fn redis_root_certificate_file() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-ca.pem");
+    let config = |url: &str, file: &std::path::Path| {
+        let mut c = SessionConfig::default();
+        let mut r = RedisConfig::default();
+        r.url = url.into();
+        r.root_certificate_file = Some(file.to_path_buf());
+        c.store = StoreConfig::Redis(r);
+        c
+    };
+    let refused = |c: SessionConfig| match SessionLayer::from_config(&c) {
+        Err(ConfigError::StoreUnavailable {
+            driver: "redis",
+            reason,
+        }) => reason,
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("accepted"),
+    };
+    if cfg!(feature = "redis-tls") {
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert!(
+            refused(config("rediss://127.0.0.1:6380", missing)).contains("/nonexistent/ca.pem")
+        );
+        assert!(SessionLayer::from_config(&config("rediss://127.0.0.1:6380", &fixture)).is_ok());
+        let not_pem = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        assert!(refused(config("rediss://127.0.0.1:6380", &not_pem)).contains("Cargo.toml"));
+        assert!(refused(config("redis://127.0.0.1:6379", &fixture)).contains("test-ca.pem"));
+    } else {
+        assert!(refused(config("redis://127.0.0.1:6379", &fixture)).contains("redis-tls"));
+    }
+}
