@@ -166,6 +166,8 @@ struct Inner {
     connecting: tokio::sync::Mutex<()>,
     /// One node: ids of connections, to tell an old one's end from the current one's.
     links_made: AtomicU64,
+    /// One node: connection attempts that failed.
+    links_failed: AtomicU64,
     /// One node: the local copies (capacity 0: none).
     cache: Arc<Cache>,
     /// A Cluster: its connection, made on first use.
@@ -290,6 +292,7 @@ impl RedisStore {
                 link: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 links_made: AtomicU64::new(0),
+                links_failed: AtomicU64::new(0),
                 cache: Arc::new(Cache::new(0)),
                 cluster: OnceCell::new(),
                 #[cfg(feature = "redis-tls")]
@@ -457,21 +460,28 @@ impl RedisStore {
         if let Some(link) = current() {
             return Ok(link);
         }
-        let attempts = inner.links_made.load(Ordering::Acquire);
+        let failed = inner.links_failed.load(Ordering::Acquire);
         let _one = inner.connecting.lock().await;
         if let Some(link) = current() {
             return Ok(link);
         }
-        if inner.links_made.load(Ordering::Acquire) != attempts {
+        if inner.links_failed.load(Ordering::Acquire) != failed {
             // An attempt ended in failure while this one waited for it:
             // answer now rather than queue a second connect timeout
             // behind the first.
             return Err(StoreError::new(Unavailable));
         }
-        let id = inner.links_made.fetch_add(1, Ordering::AcqRel) + 1;
+        let id = inner.links_made.fetch_add(1, Ordering::Relaxed) + 1;
         let made = match tokio::time::timeout(inner.connect_timeout, self.open(info, id)).await {
-            Ok(made) => made.map_err(StoreError::new)?,
-            Err(_) => return Err(StoreError::new(Timeout(inner.connect_timeout))),
+            Ok(Ok(made)) => made,
+            Ok(Err(e)) => {
+                inner.links_failed.fetch_add(1, Ordering::Release);
+                return Err(StoreError::new(e));
+            }
+            Err(_) => {
+                inner.links_failed.fetch_add(1, Ordering::Release);
+                return Err(StoreError::new(Timeout(inner.connect_timeout)));
+            }
         };
         let (conn, tracking) = made;
         inner.cache.relink(id, tracking);
