@@ -1197,3 +1197,48 @@ async fn redis_over_tls() {
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A store outlives the runtime that used it (a store in a static, used by
+/// several `#[tokio::test]`s): a flush dropped with its runtime before it
+/// ran leaves no command stuck; in the next runtime the first command
+/// reports the dead connection and the next one reconnects.
+#[cfg(feature = "redis-store")]
+#[test]
+fn redis_store_survives_the_runtime_that_used_it() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let store = Arc::new(RedisStore::new(&server.url()).unwrap());
+    let k = SessionKey::from_bytes([6; 32]);
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    first.block_on(async {
+        assert!(store.create(&k, record("v", 1, HOUR)).await.unwrap());
+    });
+    // Queue loads whose flushes are spawned but never run: the runtime
+    // is dropped before it polls them.
+    first.block_on(async {
+        for _ in 0..3 {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.load(&k).await });
+        }
+        tokio::task::yield_now().await;
+    });
+    drop(first);
+    runtime().block_on(async {
+        // The connection died with its runtime: the first command finds
+        // that out (an error, not a hang), the next one reconnects.
+        let first = tokio::time::timeout(Duration::from_secs(5), store.load(&k)).await;
+        assert!(first.is_ok(), "answered, not stuck");
+        let load = tokio::time::timeout(Duration::from_secs(5), store.load(&k)).await;
+        let record = load.expect("answered, not stuck").unwrap().unwrap();
+        assert_eq!(record.data, "v".as_bytes());
+    });
+}

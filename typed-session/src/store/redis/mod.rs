@@ -188,6 +188,42 @@ impl Inner {
     }
 }
 
+/// A flush task's claim on one of the [`MAX_IN_FLIGHT`] slots. It is
+/// part of the task's future from the start, so the slot comes back even
+/// when the task is dropped before it first runs (its runtime shut down).
+struct Flush {
+    store: RedisStore,
+    done: bool,
+}
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        if !self.done {
+            self.store.inner.queue().flushing -= 1;
+        }
+    }
+}
+
+impl Flush {
+    /// Sends what is queued as one pipeline, and again while more gathered
+    /// meanwhile, until the queue is empty.
+    async fn run(mut self) {
+        tokio::task::yield_now().await;
+        loop {
+            let waiting = {
+                let mut queue = self.store.inner.queue();
+                if queue.waiting.is_empty() {
+                    queue.flushing -= 1;
+                    self.done = true;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            self.store.send_batch(waiting).await;
+        }
+    }
+}
+
 enum Target {
     /// One node; its client speaks RESP3 when the local cache is on (for
     /// the invalidation messages).
@@ -619,49 +655,29 @@ impl RedisStore {
         let start = {
             let mut queue = self.inner.queue();
             queue.waiting.push((cmd, tx));
-            let start = queue.waiting.len() == 1 && queue.flushing < MAX_IN_FLIGHT;
+            // A new batch starts a flush; so do commands that nobody will
+            // send (the flushes that would have were dropped with their
+            // runtime).
+            let start =
+                queue.flushing < MAX_IN_FLIGHT && (queue.waiting.len() == 1 || queue.flushing == 0);
             queue.flushing += usize::from(start);
             start
         };
         if start {
             // A task of its own: the flush must happen even when the request
             // that queued first is dropped while it waits.
-            tokio::spawn(self.clone().flush());
+            tokio::spawn(
+                Flush {
+                    store: self.clone(),
+                    done: false,
+                }
+                .run(),
+            );
         }
         // No timer here: the flush answers within the connect and command
         // timeouts, or is dropped with the runtime.
         rx.await
             .unwrap_or_else(|_| Err(StoreError::new(Unexpected)))
-    }
-
-    /// Sends what is queued as one pipeline, and again while more gathered
-    /// meanwhile, until the queue is empty.
-    async fn flush(self) {
-        /// Gives the flush's slot back if the task ends early (a panic, or
-        /// the runtime shutting down), so the store never stalls.
-        struct Slot<'a>(&'a Inner, bool);
-        impl Drop for Slot<'_> {
-            fn drop(&mut self) {
-                if !self.1 {
-                    let mut queue = self.0.queue();
-                    queue.flushing -= 1;
-                }
-            }
-        }
-        let mut slot = Slot(&self.inner, false);
-        tokio::task::yield_now().await;
-        loop {
-            let waiting = {
-                let mut queue = self.inner.queue();
-                if queue.waiting.is_empty() {
-                    queue.flushing -= 1;
-                    slot.1 = true;
-                    return;
-                }
-                std::mem::take(&mut queue.waiting)
-            };
-            self.send_batch(waiting).await;
-        }
     }
 
     /// Sends `waiting` as one pipeline and hands out the replies.
