@@ -179,8 +179,9 @@ impl Cache {
         }
     }
 
-    /// Redis says `key` changed.
-    fn invalidate(&self, key: &SessionKey) {
+    /// Drops what is held for `key`, a copy or a reservation (Redis says
+    /// it changed, or this instance is about to change it).
+    pub(super) fn invalidate(&self, key: &SessionKey) {
         self.state().slots.remove(key);
     }
 

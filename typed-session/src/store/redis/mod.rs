@@ -186,6 +186,10 @@ impl Inner {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn link(&self) -> std::sync::MutexGuard<'_, Option<Link>> {
+        self.link.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A flush task's claim on one of the [`MAX_IN_FLIGHT`] slots. It is
@@ -264,6 +268,13 @@ struct Unavailable;
 #[derive(Debug, thiserror::Error)]
 #[error("unexpected reply from redis")]
 struct Unexpected;
+
+/// `fut`, or a [`Timeout`] error once `limit` has passed.
+async fn timed<F: std::future::Future>(limit: Duration, fut: F) -> Result<F::Output, StoreError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| StoreError::new(Timeout(limit)))
+}
 
 /// One header field: `n` as 20 zero-padded decimal digits.
 fn field(n: u64) -> String {
@@ -487,13 +498,7 @@ impl RedisStore {
     /// there is none.
     async fn link(&self, info: &redis::ConnectionInfo) -> Result<Link, StoreError> {
         let inner = &self.inner;
-        let current = || {
-            inner
-                .link
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-        };
+        let current = || inner.link().clone();
         if let Some(link) = current() {
             return Ok(link);
         }
@@ -509,21 +514,15 @@ impl RedisStore {
             return Err(StoreError::new(Unavailable));
         }
         let id = inner.links_made.fetch_add(1, Ordering::Relaxed) + 1;
-        let made = match tokio::time::timeout(inner.connect_timeout, self.open(info, id)).await {
-            Ok(Ok(made)) => made,
-            Ok(Err(e)) => {
+        let (conn, tracking) = timed(inner.connect_timeout, self.open(info, id))
+            .await
+            .and_then(|made| made.map_err(StoreError::new))
+            .inspect_err(|_| {
                 inner.links_failed.fetch_add(1, Ordering::Release);
-                return Err(StoreError::new(e));
-            }
-            Err(_) => {
-                inner.links_failed.fetch_add(1, Ordering::Release);
-                return Err(StoreError::new(Timeout(inner.connect_timeout)));
-            }
-        };
-        let (conn, tracking) = made;
+            })?;
         inner.cache.relink(id, tracking);
         let link = Link { conn, id };
-        *inner.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(link.clone());
+        *inner.link() = Some(link.clone());
         Ok(link)
     }
 
@@ -578,11 +577,7 @@ impl RedisStore {
 
     /// Drops connection `id` after it failed, with what was learnt on it.
     fn unlink(&self, id: u64) {
-        let mut link = self
-            .inner
-            .link
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut link = self.inner.link();
         if link.as_ref().is_some_and(|l| l.id == id) {
             *link = None;
         }
@@ -613,18 +608,16 @@ impl RedisStore {
                         .build()?;
                     client.get_async_connection().await
                 };
-                match tokio::time::timeout(inner.connect_timeout, connecting).await {
-                    Ok(conn) => conn.map_err(StoreError::new),
-                    Err(_) => Err(StoreError::new(Timeout(inner.connect_timeout))),
-                }
+                timed(inner.connect_timeout, connecting)
+                    .await?
+                    .map_err(StoreError::new)
             })
             .await?;
         let mut conn = conn.clone();
         let reply = async move { conn.req_packed_command(&cmd).await };
-        match tokio::time::timeout(inner.command_timeout, reply).await {
-            Ok(result) => result.map_err(StoreError::new),
-            Err(_) => Err(StoreError::new(Timeout(inner.command_timeout))),
-        }
+        timed(inner.command_timeout, reply)
+            .await?
+            .map_err(StoreError::new)
     }
 
     /// Sends one command and waits for its reply (which may be a
@@ -697,8 +690,15 @@ impl RedisStore {
             pipe.add_command(redis::cmd("PING"));
         }
         let expected = pipe.len();
-        match self.send(pipe).await {
-            Ok(replies) if replies.len() == expected => {
+        let replies = self.send(pipe).await.and_then(|replies| {
+            if replies.len() == expected {
+                Ok(replies)
+            } else {
+                Err(StoreError::new(Unexpected))
+            }
+        });
+        match replies {
+            Ok(replies) => {
                 let mut replies = replies.into_iter();
                 for (is_command, tx) in waiters {
                     let reply = match is_command {
@@ -706,11 +706,6 @@ impl RedisStore {
                         false => Ok(Value::Nil),
                     };
                     let _ = tx.send(reply);
-                }
-            }
-            Ok(_) => {
-                for (_, tx) in waiters {
-                    let _ = tx.send(Err(StoreError::new(Unexpected)));
                 }
             }
             Err(failed) => {
@@ -730,7 +725,7 @@ impl RedisStore {
         let link = self.link(info).await?;
         let mut conn = link.conn.clone();
         let replies = async move { pipe.query_async::<Vec<Value>>(&mut conn).await };
-        match tokio::time::timeout(self.inner.command_timeout, replies).await {
+        match timed(self.inner.command_timeout, replies).await {
             Ok(Ok(replies)) => Ok(replies),
             Ok(Err(e)) => {
                 if e.is_unrecoverable_error() || e.is_io_error() || e.is_connection_dropped() {
@@ -742,9 +737,9 @@ impl RedisStore {
             // connection that died without a word (a NAT or firewall
             // dropped it). The next command gets a new connection, which
             // a server that is only slow accepts again at once.
-            Err(_) => {
+            Err(timeout) => {
                 self.unlink(link.id);
-                Err(StoreError::new(Timeout(self.inner.command_timeout)))
+                Err(timeout)
             }
         }
     }
@@ -864,14 +859,18 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-        // Reserved and never filled: the copy goes before the command does.
-        let _ = self.cache().map(|c| c.reserve(key));
+        // The copy goes before the command does.
+        if let Some(cache) = self.cache() {
+            cache.invalidate(key);
+        }
         self.del(self.key(key)).await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: SystemTime) -> Result<bool, StoreError> {
         // The copy's expiry would be stale: it goes (the next load reads).
-        let _ = self.cache().map(|c| c.reserve(key));
+        if let Some(cache) = self.cache() {
+            cache.invalidate(key);
+        }
         // The header field is padded; PEXPIREAT takes a plain number.
         let at = unix_millis(expires_at);
         let touched = self
