@@ -101,6 +101,10 @@ type Waiting = Vec<(Option<Cmd>, oneshot::Sender<Result<Value, StoreError>>)>;
 struct Queue {
     waiting: Waiting,
     flushing: usize,
+    /// Failed connection attempts when the oldest waiting command was
+    /// queued: if more have failed since, these commands waited through a
+    /// failure and fail at once rather than wait for another attempt.
+    failures_seen: u64,
 }
 
 /// Pipelines in flight at once on one node. While they are, new commands
@@ -214,16 +218,16 @@ impl Flush {
     async fn run(mut self) {
         tokio::task::yield_now().await;
         loop {
-            let waiting = {
+            let (waiting, failures_seen) = {
                 let mut queue = self.store.inner.queue();
                 if queue.waiting.is_empty() {
                     queue.flushing -= 1;
                     self.done = true;
                     return;
                 }
-                std::mem::take(&mut queue.waiting)
+                (std::mem::take(&mut queue.waiting), queue.failures_seen)
             };
-            self.store.send_batch(waiting).await;
+            self.store.send_batch(waiting, failures_seen).await;
         }
     }
 }
@@ -495,22 +499,24 @@ impl RedisStore {
     }
 
     /// The connection to the one node, made (and tracking turned on) if
-    /// there is none.
-    async fn link(&self, info: &redis::ConnectionInfo) -> Result<Link, StoreError> {
+    /// there is none, unless a connection attempt has failed since
+    /// `failures_seen` was read: then the caller waited through that
+    /// failure, and gets it now rather than another connect timeout.
+    async fn link(
+        &self,
+        info: &redis::ConnectionInfo,
+        failures_seen: u64,
+    ) -> Result<Link, StoreError> {
         let inner = &self.inner;
         let current = || inner.link().clone();
         if let Some(link) = current() {
             return Ok(link);
         }
-        let failed = inner.links_failed.load(Ordering::Acquire);
         let _one = inner.connecting.lock().await;
         if let Some(link) = current() {
             return Ok(link);
         }
-        if inner.links_failed.load(Ordering::Acquire) != failed {
-            // An attempt ended in failure while this one waited for it:
-            // answer now rather than queue a second connect timeout
-            // behind the first.
+        if inner.links_failed.load(Ordering::Acquire) != failures_seen {
             return Err(StoreError::new(Unavailable));
         }
         let id = inner.links_made.fetch_add(1, Ordering::Relaxed) + 1;
@@ -648,6 +654,9 @@ impl RedisStore {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut queue = self.inner.queue();
+            if queue.waiting.is_empty() {
+                queue.failures_seen = self.inner.links_failed.load(Ordering::Acquire);
+            }
             queue.waiting.push((cmd, tx));
             // A new batch starts a flush; so do commands that nobody will
             // send (the flushes that would have were dropped with their
@@ -675,7 +684,7 @@ impl RedisStore {
     }
 
     /// Sends `waiting` as one pipeline and hands out the replies.
-    async fn send_batch(&self, waiting: Waiting) {
+    async fn send_batch(&self, waiting: Waiting, failures_seen: u64) {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let mut waiters = Vec::with_capacity(waiting.len());
@@ -690,7 +699,7 @@ impl RedisStore {
             pipe.add_command(redis::cmd("PING"));
         }
         let expected = pipe.len();
-        let replies = self.send(pipe).await.and_then(|replies| {
+        let replies = self.send(pipe, failures_seen).await.and_then(|replies| {
             if replies.len() == expected {
                 Ok(replies)
             } else {
@@ -718,11 +727,15 @@ impl RedisStore {
     }
 
     /// Sends a pipeline to the one node; a broken connection is dropped.
-    async fn send(&self, pipe: redis::Pipeline) -> Result<Vec<Value>, StoreError> {
+    async fn send(
+        &self,
+        pipe: redis::Pipeline,
+        failures_seen: u64,
+    ) -> Result<Vec<Value>, StoreError> {
         let Target::Node(info) = &self.inner.target else {
             return Err(StoreError::new(Unexpected));
         };
-        let link = self.link(info).await?;
+        let link = self.link(info, failures_seen).await?;
         let mut conn = link.conn.clone();
         let replies = async move { pipe.query_async::<Vec<Value>>(&mut conn).await };
         match timed(self.inner.command_timeout, replies).await {
