@@ -222,10 +222,17 @@ pub fn node_harness() -> Stored<RedisStore> {
     let prefix = prefix();
     let store = RedisStore::new(&node().url())
         .unwrap()
-        .with_prefix(prefix.clone());
+        .with_prefix(prefix.clone())
+        .with_command_timeout(SUITE_TIMEOUT);
     let ports = vec![node().port];
     stored(store, ports, prefix)
 }
+
+/// Command timeout of the suites' stores. The suites run in parallel on one
+/// shared server and plant a 100 MiB record through the store: with the
+/// default 1 s a loaded machine can time out the plant itself. (The fault
+/// tests, which are about timeouts, make stores of their own.)
+const SUITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The same with the local copy on (`with_local_cache`).
 pub fn node_harness_with_copy() -> Stored<RedisStore> {
@@ -233,6 +240,7 @@ pub fn node_harness_with_copy() -> Stored<RedisStore> {
     let store = RedisStore::new(&node().url())
         .unwrap()
         .with_prefix(prefix.clone())
+        .with_command_timeout(SUITE_TIMEOUT)
         .with_local_cache(1_000);
     let ports = vec![node().port];
     stored(store, ports, prefix)
@@ -244,7 +252,8 @@ pub fn cluster_harness() -> Stored<RedisStore> {
     let nodes = cluster();
     let store = RedisStore::cluster(nodes.iter().map(Server::url))
         .unwrap()
-        .with_prefix(prefix.clone());
+        .with_prefix(prefix.clone())
+        .with_command_timeout(SUITE_TIMEOUT);
     let ports = nodes.iter().map(|n| n.port).collect();
     stored(store, ports, prefix)
 }
