@@ -908,6 +908,77 @@ async fn redis_local_copy_is_used_and_never_stale() {
     );
 }
 
+/// Redis reports this instance's own saves to it (they run as scripts,
+/// which `NOLOOP` does not cover), so after a save the copy is a suspect:
+/// the next load checks its 40-byte header with one `GETRANGE` instead of
+/// fetching the record. Another instance's save, touch or delete fails the
+/// check, and that load reads the record.
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn redis_local_copy_survives_own_saves_by_a_header_check() {
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let a = RedisStore::new(&server.url())
+        .unwrap()
+        .with_local_cache(100);
+    let b = RedisStore::new(&server.url()).unwrap();
+    let k = SessionKey::from_bytes([11; 32]);
+    assert!(a.create(&k, record("v1", 1, HOUR)).await.unwrap());
+    assert_eq!(a.load(&k).await.unwrap().unwrap().revision, 1);
+    assert_eq!(
+        a.save(&k, record("v2", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let (gets, ranges) = (server.calls("get"), server.calls("getrange"));
+    for _ in 0..3 {
+        let got = a.load(&k).await.unwrap().unwrap();
+        assert_eq!((got.data.as_ref(), got.revision), ("v2".as_bytes(), 2));
+    }
+    assert_eq!(server.calls("get") - gets, 0, "no GET after its own save");
+    assert!(
+        (1..=3).contains(&(server.calls("getrange") - ranges)),
+        "a header check, then the copy (the check and the message about the \
+         save can arrive in either order)"
+    );
+
+    // Another instance saves: the check fails and the load reads it.
+    assert_eq!(
+        b.save(&k, record("v3", 3, HOUR), 2).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let gets = server.calls("get");
+    assert_eq!(a.load(&k).await.unwrap().unwrap().data, "v3".as_bytes());
+    assert_eq!(server.calls("get") - gets, 1);
+    // Its own save again, then another instance's touch (same revision,
+    // a new expiry): the header differs, the load sees the new expiry.
+    assert_eq!(
+        a.save(&k, record("v4", 4, HOUR), 3).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let later = SystemTime::now() + 2 * HOUR;
+    assert!(b.touch(&k, later).await.unwrap());
+    let got = a.load(&k).await.unwrap().unwrap();
+    assert_eq!((got.data.as_ref(), got.revision), ("v4".as_bytes(), 4));
+    let millis = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    assert_eq!(millis(got.expires_at), millis(later));
+    // Its own save, then another instance's delete (a logout elsewhere).
+    assert_eq!(
+        a.save(&k, record("v5", 5, HOUR), 4).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    b.delete(&k).await.unwrap();
+    assert_eq!(
+        a.load(&k).await.unwrap(),
+        None,
+        "a logout on b ends it on a"
+    );
+}
+
 /// A server that refuses client-side tracking (here an ACL without the
 /// `CLIENT` command; also Redis 5 or a proxy): the store works without the
 /// local copy, every load a `GET`.

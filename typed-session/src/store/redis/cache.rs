@@ -30,11 +30,26 @@ use crate::store::Record;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Ticket(u64);
 
+/// Whether a message about a key came while a command about it was on its
+/// way (the message may be about that very command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Doubt {
+    None,
+    Changed,
+}
+
 enum Slot {
-    /// A command about the key is on its way; its reply may be cached.
-    Pending(Ticket),
+    /// A command about the key is on its way; its reply may be cached,
+    /// as a suspect if a message about the key came meanwhile.
+    Pending(Ticket, Doubt),
     /// The record as Redis holds it.
     Ready(Record),
+    /// The record as Redis held it before a message about the key (which
+    /// may be about this instance's own write): used only after a check of
+    /// its header (revision and expiry) against Redis.
+    Suspect(Record),
+    /// Only while a slot changes state.
+    Gone,
 }
 
 struct State {
@@ -137,9 +152,9 @@ impl Cache {
         let ticket = Ticket(st.next_ticket);
         let State { slots, order, .. } = &mut *st;
         match slots.get_mut(key) {
-            Some((_, slot)) => *slot = Slot::Pending(ticket),
+            Some((_, slot)) => *slot = Slot::Pending(ticket, Doubt::None),
             None => {
-                slots.insert(*key, (ticket.0, Slot::Pending(ticket)));
+                slots.insert(*key, (ticket.0, Slot::Pending(ticket, Doubt::None)));
                 order.push_back((*key, ticket.0));
                 // Full: drop the oldest.
                 while slots.len() > self.capacity {
@@ -168,21 +183,53 @@ impl Cache {
         let Some((_, slot)) = st.slots.get_mut(key) else {
             return;
         };
-        if !matches!(slot, Slot::Pending(t) if *t == ticket) {
-            return;
-        }
-        match record {
-            Some(record) => *slot = Slot::Ready(record),
-            None => {
+        let doubt = match slot {
+            Slot::Pending(t, doubt) if *t == ticket => *doubt,
+            _ => return,
+        };
+        match (record, doubt) {
+            (Some(record), Doubt::None) => *slot = Slot::Ready(record),
+            (Some(record), Doubt::Changed) => *slot = Slot::Suspect(record),
+            (None, _) => {
                 st.slots.remove(key);
             }
         }
     }
 
-    /// Drops what is held for `key`, a copy or a reservation (Redis says
-    /// it changed, or this instance is about to change it).
+    /// Drops what is held for `key`, a copy or a reservation (this
+    /// instance is about to change it).
     pub(super) fn invalidate(&self, key: &SessionKey) {
         self.state().slots.remove(key);
+    }
+
+    /// Redis says `key` changed: a copy becomes a suspect (the change may be
+    /// this instance's own save, which Redis reports too), a reservation
+    /// is void.
+    fn changed(&self, key: &SessionKey) {
+        let mut st = self.state();
+        let Some((_, slot)) = st.slots.get_mut(key) else {
+            return;
+        };
+        match slot {
+            Slot::Ready(_) => {
+                if let Slot::Ready(record) = std::mem::replace(slot, Slot::Gone) {
+                    *slot = Slot::Suspect(record);
+                }
+            }
+            Slot::Pending(_, doubt) => *doubt = Doubt::Changed,
+            Slot::Suspect(_) | Slot::Gone => {}
+        }
+    }
+
+    /// The suspect copy of `key`, if one is held and live: usable once
+    /// Redis confirms its header.
+    pub(super) fn suspect(&self, key: &SessionKey) -> Option<Record> {
+        match self.state().slots.get(key) {
+            Some((_, Slot::Suspect(record))) if record.expires_at > SystemTime::now() => {
+                Some(record.clone())
+            }
+            _ => None,
+        }
     }
 
     /// Redis says everything may have changed (`FLUSHALL`, `FLUSHDB`).
@@ -212,7 +259,7 @@ impl Invalidations {
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(SessionKey::from_hex);
         if let Some(key) = key {
-            self.cache.invalidate(&key);
+            self.cache.changed(&key);
         }
     }
 }
@@ -285,7 +332,15 @@ mod tests {
         assert!(cache.get(&key).is_none(), "reserving drops the copy");
         message(&cache, &key);
         cache.fill(&key, ticket, record("stale"));
-        assert!(cache.get(&key).is_none(), "the reply predates the change");
+        assert!(
+            cache.get(&key).is_none(),
+            "the reply may predate the change"
+        );
+        assert_eq!(
+            cache.suspect(&key).unwrap().data,
+            "stale".as_bytes(),
+            "kept to be checked against Redis before use"
+        );
 
         let (first, second) = (cache.reserve(&key), cache.reserve(&key));
         cache.fill(&key, first, record("older"));
@@ -302,6 +357,9 @@ mod tests {
         );
         message(&cache, &key);
         assert!(cache.get(&key).is_none());
+        assert_eq!(cache.suspect(&key).unwrap().data, "b".as_bytes());
+        cache.invalidate(&key);
+        assert!(cache.suspect(&key).is_none(), "this instance changes it");
     }
 
     #[test]

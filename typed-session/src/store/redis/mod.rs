@@ -16,7 +16,7 @@ use tokio::sync::{OnceCell, oneshot};
 
 use self::cache::{Cache, Invalidations};
 
-use super::{Record, ReplaceOutcome, SaveOutcome, SessionStore};
+use super::{Record, ReplaceOutcome, SaveOutcome, Sealed, SessionStore};
 use crate::clock::{from_unix_millis, unix_millis};
 use crate::error::StoreError;
 use crate::id::SessionKey;
@@ -287,9 +287,16 @@ fn field(n: u64) -> String {
 
 fn encode(record: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + record.data.len());
+    out.extend_from_slice(&encode_header(record));
+    out.extend_from_slice(&record.data);
+    out
+}
+
+/// A record's header: revision and expiry.
+fn encode_header(record: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER);
     out.extend_from_slice(field(record.revision).as_bytes());
     out.extend_from_slice(field(unix_millis(record.expires_at)).as_bytes());
-    out.extend_from_slice(&record.data);
     out
 }
 
@@ -820,6 +827,23 @@ impl SessionStore for RedisStore {
                 return Ok(Some(record));
             }
         }
+        if let Some((cache, copy)) = cache.and_then(|c| Some((c, c.suspect(key)?))) {
+            let ticket = cache.reserve(key);
+            let mut cmd = redis::cmd("GETRANGE");
+            cmd.arg(self.key(key)).arg(0).arg(HEADER - 1);
+            match checked(self.query(cmd).await?)? {
+                Value::BulkString(header) if header.is_empty() => {
+                    cache.fill(key, ticket, None);
+                    return Ok(None);
+                }
+                Value::BulkString(header) if header == encode_header(&copy) => {
+                    cache.fill(key, ticket, Some(copy.clone()));
+                    return Ok(Some(copy));
+                }
+                Value::BulkString(_) => {}
+                _ => return Err(StoreError::new(Unexpected)),
+            }
+        }
         let ticket = cache.and_then(|c| c.reserve(key));
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(key));
@@ -947,5 +971,9 @@ impl SessionStore for RedisStore {
         };
         self.del(kn).await?;
         Ok(outcome)
+    }
+
+    fn keeps_typed_copies(&self, _: Sealed) -> bool {
+        self.cache().is_some()
     }
 }
