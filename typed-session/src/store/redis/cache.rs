@@ -1,5 +1,6 @@
 //! The store's local copy of recently used records, kept exact by Redis'
-//! invalidation messages (server-assisted client-side caching).
+//! invalidation messages (server-assisted client-side caching) and, after a
+//! message, by a check of the record's header.
 //!
 //! The connection runs `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`:
 //! Redis tells it about every change to a session key made by any other
@@ -15,6 +16,11 @@
 //! * A copy is only used after a round trip that started after the request
 //!   began (the store's barrier): every change acknowledged to anyone before
 //!   then has had its message read by that point.
+//! * A message does not say who made the change, and Redis 7.0 sends one
+//!   for this connection's own script writes too. So a message turns a copy
+//!   (or a reply still on its way) into a *suspect*, which the store uses
+//!   only after Redis confirms its header (revision and expiry) with a
+//!   `GETRANGE`; every change of a record's data takes a new revision.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
