@@ -154,7 +154,7 @@ pub struct RedisConfig {
     /// Milliseconds to wait for one command (default 1,000).
     pub command_timeout_ms: u64,
     /// Records to keep a local copy of, kept exact by Redis' invalidation
-    /// messages (default `0`: none; a Cluster keeps none). See
+    /// messages and header checks (default `0`: none). See
     /// `RedisStore::with_local_cache` for what it costs and saves.
     pub local_cache: usize,
     /// A PEM file with the root certificate to trust for `rediss://`

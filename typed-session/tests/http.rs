@@ -27,6 +27,11 @@ http_suite!(redis, redis_common::node_harness());
 http_suite!(redis_local_copy, redis_common::node_harness_with_copy());
 #[cfg(feature = "redis-store")]
 http_suite!(redis_cluster, redis_common::cluster_harness());
+#[cfg(feature = "redis-store")]
+http_suite!(
+    redis_cluster_local_copy,
+    redis_common::cluster_harness_with_copy()
+);
 #[cfg(feature = "cookie-store")]
 #[path = "common/sealed.rs"]
 mod sealed_common;

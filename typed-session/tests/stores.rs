@@ -76,6 +76,11 @@ store_suite!(
 );
 #[cfg(feature = "redis-store")]
 store_suite!(redis_cluster, redis_common::cluster_harness().store);
+#[cfg(feature = "redis-store")]
+store_suite!(
+    redis_cluster_local_copy,
+    redis_common::cluster_harness_with_copy().store
+);
 store_suite!(documented_custom_store, MapStore::default());
 
 #[tokio::test]
@@ -980,11 +985,12 @@ async fn redis_local_copy_survives_own_saves_by_a_header_check() {
 }
 
 /// A server that refuses client-side tracking (here an ACL without the
-/// `CLIENT` command; also Redis 5 or a proxy): the store works without the
-/// local copy, every load a `GET`.
+/// `CLIENT` command; also Redis 5 or a proxy): no message says what changed,
+/// so every use of a copy is a header check (`GETRANGE`), and another
+/// instance's change still shows on the next load.
 #[cfg(feature = "redis-store")]
 #[tokio::test]
-async fn redis_without_tracking_works_without_the_copy() {
+async fn redis_without_tracking_checks_every_copy() {
     use typed_session::store::RedisStore;
 
     let server = redis_common::Server::start(&["--appendonly", "no"]);
@@ -997,17 +1003,61 @@ async fn redis_without_tracking_works_without_the_copy() {
     let store = RedisStore::new(&server.url())
         .unwrap()
         .with_local_cache(100);
+    let other = RedisStore::new(&server.url()).unwrap();
     let k = SessionKey::from_bytes([3; 32]);
     assert!(store.create(&k, record("v1", 1, HOUR)).await.unwrap());
-    let gets = server.calls("get");
+    let (gets, ranges) = (server.calls("get"), server.calls("getrange"));
     for _ in 0..3 {
         assert_eq!(store.load(&k).await.unwrap().unwrap().data, "v1".as_bytes());
     }
-    assert_eq!(server.calls("get") - gets, 3);
+    assert_eq!(server.calls("get") - gets, 1, "one GET, then checks");
+    assert_eq!(server.calls("getrange") - ranges, 2);
+    assert_eq!(
+        other.save(&k, record("v2", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(store.load(&k).await.unwrap().unwrap().data, "v2".as_bytes());
+    other.delete(&k).await.unwrap();
+    assert_eq!(store.load(&k).await.unwrap(), None);
+}
+
+/// In a Cluster a copy is checked on every use too (no tracking there),
+/// on the node that holds its slot.
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn redis_cluster_copy_is_checked_on_every_use() {
+    use typed_session::store::RedisStore;
+
+    // Its own Cluster: the command counts are this test's alone.
+    let nodes = redis_common::start_cluster();
+    let urls = || nodes.iter().map(redis_common::Server::url);
+    let calls = |name: &str| nodes.iter().map(|n| n.calls(name)).sum::<u64>();
+    let prefix = format!("copy{}:", std::process::id());
+    let store = RedisStore::cluster(urls())
+        .unwrap()
+        .with_prefix(prefix.clone())
+        .with_local_cache(100);
+    let other = RedisStore::cluster(urls()).unwrap().with_prefix(prefix);
+    let k = SessionKey::from_bytes([21; 32]);
+    assert!(store.create(&k, record("v1", 1, HOUR)).await.unwrap());
+    assert_eq!(store.load(&k).await.unwrap().unwrap().revision, 1);
     assert_eq!(
         store.save(&k, record("v2", 2, HOUR), 1).await.unwrap(),
         SaveOutcome::Saved
     );
+    let (gets, ranges) = (calls("get"), calls("getrange"));
+    for _ in 0..3 {
+        assert_eq!(store.load(&k).await.unwrap().unwrap().data, "v2".as_bytes());
+    }
+    assert_eq!(calls("get") - gets, 0, "its own save is its copy");
+    assert!(calls("getrange") - ranges >= 3, "each use checked");
+    assert_eq!(
+        other.save(&k, record("v3", 3, HOUR), 2).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(store.load(&k).await.unwrap().unwrap().data, "v3".as_bytes());
+    other.delete(&k).await.unwrap();
+    assert_eq!(store.load(&k).await.unwrap(), None);
 }
 
 /// A connection that stops answering without closing (a NAT or firewall

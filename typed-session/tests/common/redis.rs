@@ -146,7 +146,12 @@ pub fn node() -> &'static Server {
 /// The three-master Cluster shared by this test binary.
 pub fn cluster() -> &'static [Server] {
     static CLUSTER: OnceLock<Vec<Server>> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
+    CLUSTER.get_or_init(start_cluster)
+}
+
+/// A three-master Cluster of its own (for tests that count commands).
+pub fn start_cluster() -> Vec<Server> {
+    {
         let nodes: Vec<Server> = (0..3)
             .map(|_| {
                 Server::start(&[
@@ -188,7 +193,7 @@ pub fn cluster() -> &'static [Server] {
             }
         }
         nodes
-    })
+    }
 }
 
 /// A prefix no other test of this binary uses.
@@ -254,6 +259,20 @@ pub fn cluster_harness() -> Stored<RedisStore> {
         .unwrap()
         .with_prefix(prefix.clone())
         .with_command_timeout(SUITE_TIMEOUT);
+    let ports = nodes.iter().map(|n| n.port).collect();
+    stored(store, ports, prefix)
+}
+
+/// The same, with the local copy on (no tracking in a Cluster: every use
+/// of a copy is a header check).
+pub fn cluster_harness_with_copy() -> Stored<RedisStore> {
+    let prefix = prefix();
+    let nodes = cluster();
+    let store = RedisStore::cluster(nodes.iter().map(Server::url))
+        .unwrap()
+        .with_prefix(prefix.clone())
+        .with_command_timeout(SUITE_TIMEOUT)
+        .with_local_cache(1_000);
     let ports = nodes.iter().map(|n| n.port).collect();
     stored(store, ports, prefix)
 }

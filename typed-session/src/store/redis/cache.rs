@@ -61,7 +61,8 @@ enum Slot {
 struct State {
     /// The connection whose messages keep the copies exact.
     link: u64,
-    /// Whether that connection has tracking on (else nothing is cached).
+    /// Whether that connection has tracking on (else copies are only ever
+    /// suspects).
     tracking: bool,
     next_ticket: u64,
     /// Each key's slot, and the ticket that first put it there.
@@ -114,7 +115,8 @@ impl Cache {
     }
 
     /// A new connection `link` is in use: forget everything learnt on the
-    /// previous one; cache from now on only if `tracking` is on for it.
+    /// previous one; copies are trusted from now on only if `tracking` is
+    /// on for it.
     pub(super) fn relink(&self, link: u64, tracking: bool) {
         let mut st = self.state();
         st.link = link;
@@ -147,20 +149,27 @@ impl Cache {
     }
 
     /// Drops the copy of `key`, before a command that reads or changes it
-    /// is sent; the ticket lets [`Cache::fill`] cache its outcome.
+    /// is sent; the ticket lets [`Cache::fill`] cache its outcome. Without
+    /// tracking (a Cluster, a server that refused it, between connections)
+    /// no message would say that the key changed, so the outcome is cached
+    /// as a suspect, checked against Redis on every use.
     pub(super) fn reserve(&self, key: &SessionKey) -> Option<Ticket> {
-        let mut st = self.state();
-        if !st.tracking || self.capacity == 0 {
-            st.slots.remove(key);
+        if self.capacity == 0 {
             return None;
         }
+        let mut st = self.state();
+        let doubt = if st.tracking {
+            Doubt::None
+        } else {
+            Doubt::Changed
+        };
         st.next_ticket += 1;
         let ticket = Ticket(st.next_ticket);
         let State { slots, order, .. } = &mut *st;
         match slots.get_mut(key) {
-            Some((_, slot)) => *slot = Slot::Pending(ticket, Doubt::None),
+            Some((_, slot)) => *slot = Slot::Pending(ticket, doubt),
             None => {
-                slots.insert(*key, (ticket.0, Slot::Pending(ticket, Doubt::None)));
+                slots.insert(*key, (ticket.0, Slot::Pending(ticket, doubt)));
                 order.push_back((*key, ticket.0));
                 // Full: drop the oldest.
                 while slots.len() > self.capacity {
@@ -327,8 +336,20 @@ mod tests {
     fn a_message_between_send_and_reply_keeps_the_reply_out() {
         let cache = Arc::new(Cache::new(10));
         let key = SessionKey::from_bytes([1; 32]);
-        assert_eq!(cache.reserve(&key), None, "no tracking yet: nothing cached");
+        let ticket = cache.reserve(&key);
+        cache.fill(&key, ticket, record("untracked"));
+        assert!(
+            cache.get(&key).is_none(),
+            "no tracking yet: no trusted copy"
+        );
+        assert_eq!(
+            cache.suspect(&key).unwrap().data,
+            "untracked".as_bytes(),
+            "only one to check"
+        );
+        assert_eq!(Cache::new(0).reserve(&key), None, "capacity 0: no copy");
         cache.relink(1, true);
+        assert!(cache.suspect(&key).is_none(), "a new link starts empty");
 
         let ticket = cache.reserve(&key);
         cache.fill(&key, ticket, record("a"));
@@ -419,10 +440,11 @@ mod tests {
                 data: vec![],
             })
             .unwrap();
-        assert_eq!(
-            cache.reserve(&keys[0]),
-            None,
-            "the current link's end stops caching"
+        let t = cache.reserve(&keys[0]);
+        cache.fill(&keys[0], t, record("z"));
+        assert!(
+            cache.get(&keys[0]).is_none() && cache.suspect(&keys[0]).is_some(),
+            "after the current link's end, copies are only suspects"
         );
 
         cache.relink(3, true);

@@ -126,16 +126,16 @@ const MAX_IN_FLIGHT: usize = 2;
 ///   decimal fields, then the session bytes. Redis expires it itself (`PXAT`
 ///   from the record's expiry); `touch` patches the expiry field and the TTL
 ///   without resending the session.
-/// * An optional local copy that is never stale (one node, off by default;
-///   see [`with_local_cache`](RedisStore::with_local_cache)).
+/// * An optional local copy that is never stale (off by default; see
+///   [`with_local_cache`](RedisStore::with_local_cache)).
 /// * Cluster: every operation is on one key (one slot), except regenerate,
 ///   whose two random keys live in different slots: there it is two
 ///   commands, `SET NX` of the new record (whose id nobody knows yet), then
 ///   a compare-and-delete of the old one; when that finds the old session
 ///   ended or changed, a third command deletes the new record again. A crash
 ///   between the two leaves an unreachable new record to expire, and the old
-///   id alive as it was. A Cluster sends each command on its own and keeps
-///   no local copy.
+///   id alive as it was. A Cluster sends each command on its own, and checks
+///   a local copy's header on every use.
 /// * TLS (feature `redis-tls`): `rediss://` URLs, trusting the system's
 ///   roots or, with `RedisStore::with_root_certificate`,
 ///   your own CA.
@@ -390,9 +390,9 @@ impl RedisStore {
     }
 
     /// Keeps a local copy of up to `capacity` records this instance has
-    /// loaded or saved (default `0`: no copy; a Cluster keeps none), so that
-    /// loading them again neither fetches nor parses the record: a copy
-    /// holds the decoded session, as the memory store does.
+    /// loaded or saved (default `0`: no copy), so that loading them again
+    /// neither fetches nor parses the record: a copy holds the decoded
+    /// session, as the memory store does.
     ///
     /// The copy is never stale. The connection speaks RESP3 and runs
     /// `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`, so Redis sends it
@@ -409,7 +409,9 @@ impl RedisStore {
     /// record's 40-byte header (revision and expiry) instead of `GET`, and
     /// uses the copy if the header matches, which holds because every change
     /// of a record's data takes a new revision. A mismatch costs a `GET` on
-    /// top.
+    /// top. In a Cluster, or when the server refuses RESP3 or tracking
+    /// (Redis 5, a proxy, an ACL without `CLIENT`), there are no messages
+    /// and every use of a copy is such a check.
     ///
     /// What it saves and costs, measured on the load harness (one core for
     /// the server and Redis): reads about 15-25 % faster than without the
@@ -417,9 +419,8 @@ impl RedisStore {
     /// new sessions the same within noise (a write's load becomes a header
     /// check, its save is unchanged). Memory: up to `capacity` records and
     /// their decoded values. Each session write sends a message to every
-    /// instance with tracking on (N for N instances). Needs Redis 6 or newer
-    /// reached directly; if the server refuses RESP3 or tracking (Redis 5, a
-    /// proxy, an ACL), the store logs a warning and works without the copy.
+    /// instance with tracking on (N for N instances); tracking needs Redis 6
+    /// or newer reached directly, and without it the store logs a warning.
     /// Off by default because the memory and the messages are costs every
     /// deployment would pay; worth it for read-heavy traffic.
     ///
@@ -430,9 +431,6 @@ impl RedisStore {
     /// # let _ = store;
     /// ```
     pub fn with_local_cache(self, capacity: usize) -> Self {
-        if matches!(self.inner.target, Target::Cluster(_)) {
-            return self;
-        }
         self.edit(|i| i.cache = Arc::new(Cache::new(capacity)))
     }
 
@@ -581,7 +579,7 @@ impl RedisStore {
             match tracked.await {
                 Ok(conn) => return Ok((conn, true)),
                 Err(e) if matches!(e.kind(), ErrorKind::Server(_)) => {
-                    tracing::warn!(error = %e, "RedisStore: no client-side tracking on this server; working without the local cache");
+                    tracing::warn!(error = %e, "RedisStore: no client-side tracking on this server; every use of a local copy is checked with GETRANGE");
                 }
                 Err(e) => return Err(e),
             }
