@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{FieldError, LoadError, describe_for_log};
-use crate::header::{FieldMask, Header, RawEnvelope, write_header};
+use crate::header::{FieldMask, Header, RawEnvelope, split_written, write_header};
 use crate::schema::{OnInvalid, SessionSchema};
 use crate::store::TypedCache;
 
@@ -61,6 +61,30 @@ pub(crate) fn encode<S: SessionSchema>(
 }
 
 pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadError> {
+    // A record of this version as this crate writes it: the data is parsed
+    // once, not also skipped over by the envelope's parser.
+    if let Some(parts) = split_written(bytes).filter(|p| p.version == S::VERSION)
+        && let Ok(data) = std::str::from_utf8(parts.data)
+    {
+        match decode_fields::<S>(data) {
+            // Not one JSON object after all: the full parse decides.
+            Err(LoadError::Corrupt(_)) => {}
+            decoded => {
+                return decoded.map(|(value, changed)| Decoded {
+                    value,
+                    changed,
+                    header: parts.header,
+                    migrated_from: None,
+                });
+            }
+        }
+    }
+    decode_parsed(bytes)
+}
+
+/// [`decode`] with the whole envelope through the JSON parser (any layout,
+/// older versions).
+pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadError> {
     let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(LoadError::Corrupt)?;
     let header = raw.header()?;
     if raw.v > S::VERSION {

@@ -194,12 +194,26 @@ pub fn sealed_cookie(data: &[u8]) {
 }
 
 /// Decodes `data` as a stored record of `S` (migrations, per-field
-/// `on_invalid`): never a panic; a record that loads encodes and loads again.
+/// `on_invalid`): never a panic; the shortcut for the crate's own layout
+/// loads exactly what the full parse loads; a record that loads encodes and
+/// loads again.
 pub fn stored_record<S: SessionSchema>(data: &[u8]) {
     if data.len() > 1 << 20 {
         return;
     }
-    if let Ok(decoded) = crate::envelope::decode::<S>(data) {
+    let fast = crate::envelope::decode::<S>(data);
+    let full = crate::envelope::decode_parsed::<S>(data);
+    let written = |d: &crate::envelope::Decoded<S>| {
+        crate::envelope::encode(&d.value, &d.header)
+            .map(|bytes| (bytes, d.changed, d.migrated_from))
+            .ok()
+    };
+    match (&fast, &full) {
+        (Ok(a), Ok(b)) => assert!(written(a) == written(b), "both paths load the same"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("one path loads, the other does not"),
+    }
+    if let Ok(decoded) = fast {
         let again = crate::envelope::encode(&decoded.value, &decoded.header)
             .unwrap_or_else(|e| panic!("a loaded session encodes: {e}"));
         assert!(
