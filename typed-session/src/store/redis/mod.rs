@@ -415,9 +415,10 @@ impl RedisStore {
     ///
     /// What it saves and costs, measured on the load harness (one core for
     /// the server and Redis), as requests per second against no copy in
-    /// the same run: reads +25 % with tracking, +10 % with checks only;
-    /// writes -1 % and +4 % (a write's load becomes a header check, its save
-    /// is unchanged); new sessions the same within noise. Memory: up to
+    /// the same runs: reads +20-25 % with tracking, +10 % with checks only;
+    /// with tracking, writes 0-7 % and new sessions 5-8 % slower (Redis
+    /// records every change for the messages); with checks only, writes
+    /// +4 % (a write's load becomes a header check). Memory: up to
     /// `capacity` records and their decoded values. Each session write
     /// sends a message to every instance with tracking on (N for N
     /// instances); tracking needs Redis 6 or newer reached directly, and
