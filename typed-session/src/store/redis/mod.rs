@@ -280,9 +280,16 @@ async fn timed<F: std::future::Future>(limit: Duration, fut: F) -> Result<F::Out
         .map_err(|_| StoreError::new(Timeout(limit)))
 }
 
-/// One header field: `n` as 20 zero-padded decimal digits.
-fn field(n: u64) -> String {
-    format!("{n:020}")
+/// One header field: `n` as 20 zero-padded decimal digits (`u64::MAX`
+/// has 20).
+fn field(mut n: u64) -> [u8; FIELD] {
+    let mut digits = [b'0'; FIELD];
+    for digit in digits.iter_mut().rev() {
+        // `n % 10` is below 10.
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    digits
 }
 
 fn encode(record: &Record) -> Vec<u8> {
@@ -293,10 +300,10 @@ fn encode(record: &Record) -> Vec<u8> {
 }
 
 /// A record's header: revision and expiry.
-fn encode_header(record: &Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER);
-    out.extend_from_slice(field(record.revision).as_bytes());
-    out.extend_from_slice(field(unix_millis(record.expires_at)).as_bytes());
+fn encode_header(record: &Record) -> [u8; HEADER] {
+    let mut out = [0; HEADER];
+    out[..FIELD].copy_from_slice(&field(record.revision));
+    out[FIELD..].copy_from_slice(&field(unix_millis(record.expires_at)));
     out
 }
 
@@ -884,7 +891,7 @@ impl SessionStore for RedisStore {
             .eval(
                 &self.inner.save,
                 &[&self.key(key)],
-                &[field(expected).as_bytes(), &encode(&record), at.as_bytes()],
+                &[&field(expected), &encode(&record), at.as_bytes()],
             )
             .await?;
         let (outcome, now) = match reply(out)? {
@@ -919,7 +926,7 @@ impl SessionStore for RedisStore {
             .eval(
                 &self.inner.touch,
                 &[&self.key(key)],
-                &[field(at).as_bytes(), at.to_string().as_bytes()],
+                &[&field(at), at.to_string().as_bytes()],
             )
             .await?;
         Ok(matches!(touched, Value::Int(1)))
@@ -943,7 +950,7 @@ impl SessionStore for RedisStore {
                 .eval(
                     &self.inner.replace,
                     &[&ko, &kn],
-                    &[expected.as_bytes(), &value, at.as_bytes()],
+                    &[&expected, &value, at.as_bytes()],
                 )
                 .await?;
             let outcome = match reply(out)? {
@@ -967,7 +974,7 @@ impl SessionStore for RedisStore {
             return Ok(ReplaceOutcome::KeyTaken);
         }
         let out: Value = self
-            .eval(&self.inner.delete_if, &[&ko], &[expected.as_bytes()])
+            .eval(&self.inner.delete_if, &[&ko], &[&expected])
             .await?;
         let outcome = match reply(out)? {
             Reply::Done(_) => return Ok(ReplaceOutcome::Replaced),
@@ -980,5 +987,27 @@ impl SessionStore for RedisStore {
 
     fn keeps_typed_copies(&self, _: Sealed) -> bool {
         self.cache().is_some()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn header_fields_are_twenty_padded_digits() {
+        assert_eq!(&field(0), b"00000000000000000000");
+        assert_eq!(&field(42), b"00000000000000000042");
+        assert_eq!(&field(u64::MAX), u64::MAX.to_string().as_bytes());
+        let record = Record::new(
+            b"{}".to_vec(),
+            7,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+        );
+        let back = decode(encode(&record)).unwrap();
+        assert_eq!(back, record);
     }
 }
