@@ -34,19 +34,5 @@ async fn main() -> ExitCode {
         .route("/profile", get(profile))
         .route("/cart", post(cart))
         .route("/healthz", get(|| async { "ok" }));
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3100".to_owned());
-    let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("bare_server: cannot listen on 127.0.0.1:{port}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match axum::serve(listener, app).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bare_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    typed_session_examples::serve_load_test(app, "3100", "bare_server").await
 }

@@ -153,17 +153,5 @@ async fn main() -> ExitCode {
         .layer(layer)
         .route("/healthz", get(|| async { "ok" }));
 
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3101".to_owned());
-    let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("bench_server: cannot listen on 127.0.0.1:{port}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("bench_server: {e}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    typed_session_examples::serve_load_test(app, "3101", "bench_server").await
 }

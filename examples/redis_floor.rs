@@ -137,19 +137,5 @@ async fn main() -> ExitCode {
         .route("/cart", post(cart))
         .with_state(redis)
         .route("/healthz", get(|| async { "ok" }));
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3102".to_owned());
-    let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("redis_floor: cannot listen on 127.0.0.1:{port}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match axum::serve(listener, app).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("redis_floor: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    typed_session_examples::serve_load_test(app, "3102", "redis_floor").await
 }

@@ -262,3 +262,35 @@ pub fn layer_from_env() -> Result<DemoConfig, String> {
         warnings,
     })
 }
+
+/// Serves `app` on `127.0.0.1:$PORT` (`default_port` without `PORT`) until
+/// it fails, as the load-test servers do; errors go to stderr under `name`.
+///
+/// ```no_run
+/// # async fn run() {
+/// let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+/// let code = typed_session_examples::serve_load_test(app, "3100", "my_server").await;
+/// # let _ = code;
+/// # }
+/// ```
+pub async fn serve_load_test(
+    app: Router,
+    default_port: &str,
+    name: &str,
+) -> std::process::ExitCode {
+    let port = std::env::var("PORT").unwrap_or_else(|_| default_port.to_owned());
+    let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{name}: cannot listen on 127.0.0.1:{port}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match axum::serve(listener, app).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

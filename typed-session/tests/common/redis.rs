@@ -253,26 +253,23 @@ pub fn node_harness_with_copy() -> Stored<RedisStore> {
 
 /// A store on the shared Cluster, with its own prefix, as a suite harness.
 pub fn cluster_harness() -> Stored<RedisStore> {
-    let prefix = prefix();
-    let nodes = cluster();
-    let store = RedisStore::cluster(nodes.iter().map(Server::url))
-        .unwrap()
-        .with_prefix(prefix.clone())
-        .with_command_timeout(SUITE_TIMEOUT);
-    let ports = nodes.iter().map(|n| n.port).collect();
-    stored(store, ports, prefix)
+    cluster_harness_copying(0)
 }
 
 /// The same, with the local copy on (no tracking in a Cluster: every use
 /// of a copy is a header check).
 pub fn cluster_harness_with_copy() -> Stored<RedisStore> {
+    cluster_harness_copying(1_000)
+}
+
+fn cluster_harness_copying(local_cache: usize) -> Stored<RedisStore> {
     let prefix = prefix();
     let nodes = cluster();
     let store = RedisStore::cluster(nodes.iter().map(Server::url))
         .unwrap()
         .with_prefix(prefix.clone())
         .with_command_timeout(SUITE_TIMEOUT)
-        .with_local_cache(1_000);
+        .with_local_cache(local_cache);
     let ports = nodes.iter().map(|n| n.port).collect();
     stored(store, ports, prefix)
 }
