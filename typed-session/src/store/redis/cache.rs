@@ -36,26 +36,16 @@ use crate::store::Record;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Ticket(u64);
 
-/// Whether a message about a key came while a command about it was on its
-/// way (the message may be about that very command).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Doubt {
-    None,
-    Changed,
-}
-
 enum Slot {
-    /// A command about the key is on its way; its reply may be cached,
-    /// as a suspect if a message about the key came meanwhile.
-    Pending(Ticket, Doubt),
-    /// The record as Redis holds it.
-    Ready(Record),
-    /// The record as Redis held it before a message about the key (which
-    /// may be about this instance's own write): used only after a check of
+    /// A command about the key is on its way; its reply may be cached.
+    /// `trusted` until a message about the key arrives meanwhile (which may
+    /// be about that very command).
+    Pending { ticket: Ticket, trusted: bool },
+    /// The record as Redis held it. `trusted`: as Redis holds it now, since
+    /// no message about the key came since; otherwise (the message may be
+    /// about this instance's own write) it is used only after a check of
     /// its header (revision and expiry) against Redis.
-    Suspect(Record),
-    /// Only while a slot changes state.
-    Gone,
+    Copy { record: Record, trusted: bool },
 }
 
 struct State {
@@ -135,15 +125,22 @@ impl Cache {
 
     /// Whether a copy of `key` is held (worth a barrier).
     pub(super) fn holds(&self, key: &SessionKey) -> bool {
-        matches!(self.state().slots.get(key), Some((_, Slot::Ready(_))))
+        matches!(
+            self.state().slots.get(key),
+            Some((_, Slot::Copy { trusted: true, .. }))
+        )
     }
 
     /// The copy of `key`, if one is held and live.
     pub(super) fn get(&self, key: &SessionKey) -> Option<Record> {
         match self.state().slots.get(key) {
-            Some((_, Slot::Ready(record))) if record.expires_at > SystemTime::now() => {
-                Some(record.clone())
-            }
+            Some((
+                _,
+                Slot::Copy {
+                    record,
+                    trusted: true,
+                },
+            )) if record.expires_at > SystemTime::now() => Some(record.clone()),
             _ => None,
         }
     }
@@ -158,18 +155,14 @@ impl Cache {
             return None;
         }
         let mut st = self.state();
-        let doubt = if st.tracking {
-            Doubt::None
-        } else {
-            Doubt::Changed
-        };
+        let trusted = st.tracking;
         st.next_ticket += 1;
         let ticket = Ticket(st.next_ticket);
         let State { slots, order, .. } = &mut *st;
         match slots.get_mut(key) {
-            Some((_, slot)) => *slot = Slot::Pending(ticket, doubt),
+            Some((_, slot)) => *slot = Slot::Pending { ticket, trusted },
             None => {
-                slots.insert(*key, (ticket.0, Slot::Pending(ticket, doubt)));
+                slots.insert(*key, (ticket.0, Slot::Pending { ticket, trusted }));
                 order.push_back((*key, ticket.0));
                 // Full: drop the oldest.
                 while slots.len() > self.capacity {
@@ -198,14 +191,13 @@ impl Cache {
         let Some((_, slot)) = st.slots.get_mut(key) else {
             return;
         };
-        let doubt = match slot {
-            Slot::Pending(t, doubt) if *t == ticket => *doubt,
+        let trusted = match slot {
+            Slot::Pending { ticket: t, trusted } if *t == ticket => *trusted,
             _ => return,
         };
-        match (record, doubt) {
-            (Some(record), Doubt::None) => *slot = Slot::Ready(record),
-            (Some(record), Doubt::Changed) => *slot = Slot::Suspect(record),
-            (None, _) => {
+        match record {
+            Some(record) => *slot = Slot::Copy { record, trusted },
+            None => {
                 st.slots.remove(key);
             }
         }
@@ -217,22 +209,16 @@ impl Cache {
         self.state().slots.remove(key);
     }
 
-    /// Redis says `key` changed: a copy becomes a suspect (the change may be
-    /// this instance's own save, which Redis reports too), a reservation
-    /// is void.
+    /// Redis says `key` changed: a copy, or the reply to a command on its
+    /// way, is no longer trusted (the change may be this instance's own
+    /// save, which Redis reports too): a suspect from now on.
     fn changed(&self, key: &SessionKey) {
         let mut st = self.state();
         let Some((_, slot)) = st.slots.get_mut(key) else {
             return;
         };
         match slot {
-            Slot::Ready(_) => {
-                if let Slot::Ready(record) = std::mem::replace(slot, Slot::Gone) {
-                    *slot = Slot::Suspect(record);
-                }
-            }
-            Slot::Pending(_, doubt) => *doubt = Doubt::Changed,
-            Slot::Suspect(_) | Slot::Gone => {}
+            Slot::Copy { trusted, .. } | Slot::Pending { trusted, .. } => *trusted = false,
         }
     }
 
@@ -240,9 +226,13 @@ impl Cache {
     /// Redis confirms its header.
     pub(super) fn suspect(&self, key: &SessionKey) -> Option<Record> {
         match self.state().slots.get(key) {
-            Some((_, Slot::Suspect(record))) if record.expires_at > SystemTime::now() => {
-                Some(record.clone())
-            }
+            Some((
+                _,
+                Slot::Copy {
+                    record,
+                    trusted: false,
+                },
+            )) if record.expires_at > SystemTime::now() => Some(record.clone()),
             _ => None,
         }
     }
