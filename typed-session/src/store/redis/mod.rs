@@ -839,6 +839,8 @@ impl SessionStore for RedisStore {
                 return Ok(Some(record));
             }
         }
+        // A copy not trusted since a message (maybe about this instance's
+        // own save): its header, checked by one GETRANGE, decides.
         if let Some((cache, copy)) = cache.and_then(|c| Some((c, c.suspect(key)?))) {
             let ticket = cache.reserve(key);
             let mut cmd = redis::cmd("GETRANGE");
