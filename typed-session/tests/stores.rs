@@ -984,6 +984,58 @@ async fn redis_local_copy_survives_own_saves_by_a_header_check() {
     );
 }
 
+/// A connection that ends takes its messages with it: copies made before
+/// are kept but checked on their next use, so a change made while this
+/// instance was not listening is seen, and an unchanged record is not
+/// fetched again.
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn redis_local_copy_outlives_its_connection_untrusted() {
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let a = RedisStore::new(&server.url())
+        .unwrap()
+        .with_local_cache(100);
+    let b = RedisStore::new(&server.url()).unwrap();
+    let (same, changed) = (
+        SessionKey::from_bytes([31; 32]),
+        SessionKey::from_bytes([32; 32]),
+    );
+    for k in [&same, &changed] {
+        assert!(a.create(k, record("v1", 1, HOUR)).await.unwrap());
+        assert_eq!(a.load(k).await.unwrap().unwrap().revision, 1);
+    }
+    // Every client's connection is cut; b reconnects and changes one key
+    // while a has no connection to hear of it.
+    redis_common::command(server.port, "CLIENT KILL TYPE normal").unwrap();
+    assert_eq!(
+        b.save(&changed, record("v2", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Saved,
+        "b's first command may not meet the cut: it gets a new connection"
+    );
+    let (gets, ranges) = (server.calls("get"), server.calls("getrange"));
+    // a's first command may find its connection gone (an error, a 503 in
+    // the app) or the reader may have seen the cut first: then it reconnects.
+    let load = |k| {
+        let a = &a;
+        async move {
+            match a.load(k).await {
+                Ok(found) => found,
+                Err(_) => a.load(k).await.unwrap(),
+            }
+        }
+    };
+    assert_eq!(load(&same).await.unwrap().data, "v1".as_bytes());
+    assert_eq!(load(&changed).await.unwrap().data, "v2".as_bytes());
+    assert_eq!(server.calls("getrange") - ranges, 2, "both copies checked");
+    assert_eq!(
+        server.calls("get") - gets,
+        1,
+        "only the changed one fetched"
+    );
+}
+
 /// A server that refuses client-side tracking (here an ACL without the
 /// `CLIENT` command; also Redis 5 or a proxy): no message says what changed,
 /// so every use of a copy is a header check (`GETRANGE`), and another

@@ -21,6 +21,9 @@
 //!   (or a reply still on its way) into a *suspect*, which the store uses
 //!   only after Redis confirms its header (revision and expiry) with a
 //!   `GETRANGE`; every change of a record's data takes a new revision.
+//! * When the connection ends, the messages it would have carried are lost:
+//!   every copy becomes a suspect, and so does a copy whose check failed
+//!   on its way.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -68,6 +71,16 @@ impl State {
         self.slots.clear();
         self.order.clear();
     }
+
+    /// Trusts no copy and no reply on its way any more: the messages that
+    /// would have told of changes (on a connection that ended) are lost.
+    fn distrust(&mut self) {
+        for (_, slot) in self.slots.values_mut() {
+            match slot {
+                Slot::Copy { trusted, .. } | Slot::Pending { trusted, .. } => *trusted = false,
+            }
+        }
+    }
 }
 
 /// Local copies of records, at most `capacity` of them.
@@ -104,22 +117,23 @@ impl Cache {
         self.capacity > 0
     }
 
-    /// A new connection `link` is in use: forget everything learnt on the
-    /// previous one; copies are trusted from now on only if `tracking` is
-    /// on for it.
+    /// A new connection `link` is in use: the copies made before it are
+    /// kept but no longer trusted (each is checked on its next use); new
+    /// ones are trusted only if `tracking` is on for it.
     pub(super) fn relink(&self, link: u64, tracking: bool) {
         let mut st = self.state();
         st.link = link;
         st.tracking = tracking;
-        st.clear();
+        st.distrust();
     }
 
-    /// Connection `link` is gone: its messages stop, so its copies go.
+    /// Connection `link` is gone: its messages stop, so its copies are no
+    /// longer trusted.
     pub(super) fn unlink(&self, link: u64) {
         let mut st = self.state();
         if st.link == link {
             st.tracking = false;
-            st.clear();
+            st.distrust();
         }
     }
 
@@ -200,6 +214,21 @@ impl Cache {
             None => {
                 st.slots.remove(key);
             }
+        }
+    }
+
+    /// Puts back a copy that could not be checked (the check failed on
+    /// its way), not trusted, if nothing about `key` happened meanwhile.
+    pub(super) fn keep(&self, key: &SessionKey, ticket: Option<Ticket>, record: Record) {
+        let Some(ticket) = ticket else { return };
+        let mut st = self.state();
+        if let Some((_, slot)) = st.slots.get_mut(key)
+            && matches!(slot, Slot::Pending { ticket: t, .. } if *t == ticket)
+        {
+            *slot = Slot::Copy {
+                record,
+                trusted: false,
+            };
         }
     }
 
@@ -339,7 +368,10 @@ mod tests {
         );
         assert_eq!(Cache::new(0).reserve(&key), None, "capacity 0: no copy");
         cache.relink(1, true);
-        assert!(cache.suspect(&key).is_none(), "a new link starts empty");
+        assert!(
+            cache.suspect(&key).is_some(),
+            "a new link keeps the copy, still to be checked"
+        );
 
         let ticket = cache.reserve(&key);
         cache.fill(&key, ticket, record("a"));
@@ -380,6 +412,25 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_whose_check_failed_is_kept_untrusted() {
+        let cache = Arc::new(Cache::new(10));
+        cache.relink(1, true);
+        let key = SessionKey::from_bytes([5; 32]);
+        let ticket = cache.reserve(&key);
+        cache.keep(&key, ticket, record("kept").unwrap());
+        assert!(cache.get(&key).is_none());
+        assert_eq!(cache.suspect(&key).unwrap().data, "kept".as_bytes());
+
+        let ticket = cache.reserve(&key);
+        cache.invalidate(&key);
+        cache.keep(&key, ticket, record("late").unwrap());
+        assert!(
+            cache.suspect(&key).is_none(),
+            "this instance changed it meanwhile"
+        );
+    }
+
+    #[test]
     fn flushes_disconnections_capacity_and_expiry() {
         let cache = Arc::new(Cache::new(2));
         cache.relink(1, true);
@@ -414,6 +465,12 @@ mod tests {
         let t = cache.reserve(&keys[0]);
         cache.fill(&keys[0], t, record("x"));
         cache.relink(2, true);
+        assert!(
+            cache.get(&keys[0]).is_none() && cache.suspect(&keys[0]).is_some(),
+            "a copy from before a new link is kept, to be checked"
+        );
+        let t = cache.reserve(&keys[0]);
+        cache.fill(&keys[0], t, record("y"));
         sender(1)
             .send(PushInfo {
                 kind: PushKind::Disconnection,
@@ -421,7 +478,7 @@ mod tests {
             })
             .unwrap();
         assert!(
-            cache.reserve(&keys[0]).is_some(),
+            cache.get(&keys[0]).is_some(),
             "an old link's end leaves the new one alone"
         );
         sender(2)
@@ -430,6 +487,11 @@ mod tests {
                 data: vec![],
             })
             .unwrap();
+        assert_eq!(
+            cache.suspect(&keys[0]).unwrap().data,
+            "y".as_bytes(),
+            "the current link's end: the copy is kept, no longer trusted"
+        );
         let t = cache.reserve(&keys[0]);
         cache.fill(&keys[0], t, record("z"));
         assert!(

@@ -845,7 +845,14 @@ impl SessionStore for RedisStore {
             let ticket = cache.reserve(key);
             let mut cmd = redis::cmd("GETRANGE");
             cmd.arg(self.key(key)).arg(0).arg(HEADER - 1);
-            match checked(self.query(cmd).await?)? {
+            let checked_header = match self.query(cmd).await.and_then(checked) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    cache.keep(key, ticket, copy);
+                    return Err(e);
+                }
+            };
+            match checked_header {
                 Value::BulkString(header) if header.is_empty() => {
                     cache.fill(key, ticket, None);
                     return Ok(None);
