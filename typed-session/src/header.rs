@@ -105,7 +105,8 @@ pub(crate) struct Parts<'a> {
     pub(crate) data: &'a [u8],
 }
 
-/// Takes an encoded record apart.
+/// Takes apart a record this crate encoded (the sealed cookie's payload),
+/// so the layout shortcut's data is always the fields' object.
 #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
 pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, LoadError> {
     if let Some(parts) = split_written(bytes) {

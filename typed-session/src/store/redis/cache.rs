@@ -51,6 +51,16 @@ enum Slot {
     Copy { record: Record, trusted: bool },
 }
 
+impl Slot {
+    /// A message may have been missed or may be about this key: what the
+    /// slot holds, or will hold, is no longer trusted.
+    fn distrust(&mut self) {
+        match self {
+            Slot::Copy { trusted, .. } | Slot::Pending { trusted, .. } => *trusted = false,
+        }
+    }
+}
+
 struct State {
     /// The connection whose messages keep the copies exact.
     link: u64,
@@ -76,9 +86,7 @@ impl State {
     /// would have told of changes (on a connection that ended) are lost.
     fn distrust(&mut self) {
         for (_, slot) in self.slots.values_mut() {
-            match slot {
-                Slot::Copy { trusted, .. } | Slot::Pending { trusted, .. } => *trusted = false,
-            }
+            slot.distrust();
         }
     }
 }
@@ -145,16 +153,19 @@ impl Cache {
         )
     }
 
-    /// The copy of `key`, if one is held and live.
+    /// The copy of `key`, if one is held, live and trusted.
     pub(super) fn get(&self, key: &SessionKey) -> Option<Record> {
+        self.copy(key, true)
+    }
+
+    /// A live copy of `key` held with this `trust`.
+    fn copy(&self, key: &SessionKey, trust: bool) -> Option<Record> {
         match self.state().slots.get(key) {
-            Some((
-                _,
-                Slot::Copy {
-                    record,
-                    trusted: true,
-                },
-            )) if record.expires_at > SystemTime::now() => Some(record.clone()),
+            Some((_, Slot::Copy { record, trusted }))
+                if *trusted == trust && record.expires_at > SystemTime::now() =>
+            {
+                Some(record.clone())
+            }
             _ => None,
         }
     }
@@ -200,13 +211,32 @@ impl Cache {
     /// Caches what Redis holds under `key` now (`None`: nothing), if no
     /// message about the key arrived since `ticket` was handed out.
     pub(super) fn fill(&self, key: &SessionKey, ticket: Option<Ticket>, record: Option<Record>) {
+        self.settle(key, ticket, record, true);
+    }
+
+    /// Puts back a copy that could not be checked (the check failed on
+    /// its way), not trusted, if nothing about `key` happened meanwhile.
+    pub(super) fn keep(&self, key: &SessionKey, ticket: Option<Ticket>, record: Record) {
+        self.settle(key, ticket, Some(record), false);
+    }
+
+    /// Ends the reservation `ticket` of `key`, if it is still the newest:
+    /// `record` is cached (trusted if `trust` and no message came
+    /// meanwhile), or `None` drops the slot.
+    fn settle(
+        &self,
+        key: &SessionKey,
+        ticket: Option<Ticket>,
+        record: Option<Record>,
+        trust: bool,
+    ) {
         let Some(ticket) = ticket else { return };
         let mut st = self.state();
         let Some((_, slot)) = st.slots.get_mut(key) else {
             return;
         };
         let trusted = match slot {
-            Slot::Pending { ticket: t, trusted } if *t == ticket => *trusted,
+            Slot::Pending { ticket: t, trusted } if *t == ticket => *trusted && trust,
             _ => return,
         };
         match record {
@@ -214,21 +244,6 @@ impl Cache {
             None => {
                 st.slots.remove(key);
             }
-        }
-    }
-
-    /// Puts back a copy that could not be checked (the check failed on
-    /// its way), not trusted, if nothing about `key` happened meanwhile.
-    pub(super) fn keep(&self, key: &SessionKey, ticket: Option<Ticket>, record: Record) {
-        let Some(ticket) = ticket else { return };
-        let mut st = self.state();
-        if let Some((_, slot)) = st.slots.get_mut(key)
-            && matches!(slot, Slot::Pending { ticket: t, .. } if *t == ticket)
-        {
-            *slot = Slot::Copy {
-                record,
-                trusted: false,
-            };
         }
     }
 
@@ -242,28 +257,15 @@ impl Cache {
     /// way, is no longer trusted (the change may be this instance's own
     /// save, which Redis reports too): a suspect from now on.
     fn changed(&self, key: &SessionKey) {
-        let mut st = self.state();
-        let Some((_, slot)) = st.slots.get_mut(key) else {
-            return;
-        };
-        match slot {
-            Slot::Copy { trusted, .. } | Slot::Pending { trusted, .. } => *trusted = false,
+        if let Some((_, slot)) = self.state().slots.get_mut(key) {
+            slot.distrust();
         }
     }
 
     /// The suspect copy of `key`, if one is held and live: usable once
     /// Redis confirms its header.
     pub(super) fn suspect(&self, key: &SessionKey) -> Option<Record> {
-        match self.state().slots.get(key) {
-            Some((
-                _,
-                Slot::Copy {
-                    record,
-                    trusted: false,
-                },
-            )) if record.expires_at > SystemTime::now() => Some(record.clone()),
-            _ => None,
-        }
+        self.copy(key, false)
     }
 
     /// Redis says everything may have changed (`FLUSHALL`, `FLUSHDB`).
