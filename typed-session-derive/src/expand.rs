@@ -132,6 +132,13 @@ fn expand(input: &Input, recovering: bool) -> TokenStream {
             let name = f.ident;
             quote!(#index => #ts::merge_flash(&self.#name, theirs, out),)
         });
+    // The stored fields' types, for `typed_session::schema`'s recorded
+    // shapes (traced from their `Deserialize` impls).
+    let field_type_visits = input.fields.iter().filter(|f| f.is_stored()).map(|f| {
+        let index = f.index;
+        let ty = f.ty;
+        quote_spanned!(ty.span()=> #ts::codec::<#ty>().visit(visitor, #index);)
+    });
     let reset_arms = input.fields.iter().map(|f| {
         let index = f.index;
         let name = f.ident;
@@ -185,6 +192,7 @@ fn expand(input: &Input, recovering: bool) -> TokenStream {
             #[automatically_derived]
             impl #ts::SessionSchema for #ident {
                 const VERSION: u32 = #version;
+                const NAME: &'static str = #ident_str;
                 const FIELDS: &'static [#ts::FieldMeta] = &[#(#metas),*];
                 type Handle = #handle;
                 type View = #view;
@@ -209,6 +217,11 @@ fn expand(input: &Input, recovering: bool) -> TokenStream {
                         #(#migrate_arms)*
                         _ => ::core::result::Result::Err(#ts::MigrationError::missing_step(from, #version)),
                     }
+                }
+
+                fn visit_field_types(visitor: &mut dyn #ts::FieldTypes) {
+                    let _ = &visitor;
+                    #(#field_type_visits)*
                 }
 
                 fn decode_field(

@@ -25,6 +25,7 @@ pub(crate) fn expand(input: &DeriveInput, errors: syn::Error) -> TokenStream {
         #[automatically_derived]
         impl #ts::SessionSchema for #ident {
             const VERSION: u32 = 1;
+            const NAME: &'static str = ::core::stringify!(#ident);
             const FIELDS: &'static [#ts::FieldMeta] = &[];
             type Handle = #ts::StubHandle<Self>;
             type View = #ts::StubHandle<Self>;

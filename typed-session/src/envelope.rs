@@ -7,7 +7,9 @@
 //! concurrent save can merge the fields it changed into another writer's record.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -66,7 +68,7 @@ pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadE
     if let Some(parts) = split_written(bytes).filter(|p| p.version == S::VERSION)
         && let Ok(data) = std::str::from_utf8(parts.data)
     {
-        match decode_fields::<S>(data) {
+        match decode_fields::<S>(data, None) {
             // Not one JSON object after all: the full parse decides.
             Err(LoadError::Corrupt(_)) => {}
             decoded => {
@@ -106,7 +108,7 @@ pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>
     } else {
         Cow::Borrowed(raw.d.get())
     };
-    let (value, mut changed) = decode_fields::<S>(&data)?;
+    let (value, mut changed) = decode_fields::<S>(&data, migrated_from)?;
     if migrated_from.is_some() {
         changed = stored_mask::<S>();
     }
@@ -120,7 +122,11 @@ pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>
 
 /// Decodes the data object field by field, applying each field's `on_invalid`
 /// policy. Returns the value and the fields reset on the way.
-fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, FieldMask), LoadError> {
+/// `migrated_from`: the record's version when migrations ran.
+fn decode_fields<S: SessionSchema>(
+    data: &str,
+    migrated_from: Option<u32>,
+) -> Result<(S, FieldMask), LoadError> {
     let mut slots: Vec<Option<&RawValue>> = vec![None; S::FIELDS.len()];
     let mut de = serde_json::Deserializer::from_str(data);
     Splitter::<S> {
@@ -136,6 +142,7 @@ fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, FieldMask), LoadErr
     for (index, slot) in slots.into_iter().enumerate() {
         let Some(raw) = slot else { continue };
         if let Err(e) = value.decode_field(index, raw.get()) {
+            warn_drift::<S>(index, migrated_from, &e);
             parse_errors.push((index, Box::new(e)));
         }
     }
@@ -144,6 +151,46 @@ fn decode_fields<S: SessionSchema>(data: &str) -> Result<(S, FieldMask), LoadErr
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A stored field of this code's own version (or just migrated to it) that
+/// does not decode: the stored shape changed without a version bump (or a
+/// migration missed it). Said at `warn` once per field per process, with
+/// the type, the field and the error's category, never the value; the
+/// field's `on_invalid` policy applies as for any invalid field.
+fn warn_drift<S: SessionSchema>(index: usize, migrated_from: Option<u32>, err: &serde_json::Error) {
+    static WARNED: OnceLock<Mutex<HashSet<(&'static str, &'static str)>>> = OnceLock::new();
+    let field = S::FIELDS[index].name;
+    let first = WARNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert((S::NAME, field));
+    if !first {
+        return;
+    }
+    let reason = describe_for_log(err);
+    match migrated_from {
+        None => tracing::warn!(
+            schema = S::NAME,
+            version = S::VERSION,
+            field,
+            %reason,
+            "a stored field of the current version does not decode: its stored shape changed \
+             without a version bump (run typed_session::schema::assert_recorded in a test); \
+             the field's on_invalid policy applies (said once per field)"
+        ),
+        Some(from) => tracing::warn!(
+            schema = S::NAME,
+            version = S::VERSION,
+            from,
+            field,
+            %reason,
+            "a stored field does not decode after the migrations: a migration step missed a \
+             change of its shape (run typed_session::schema::assert_recorded in a test); the \
+             field's on_invalid policy applies (said once per field)"
+        ),
+    }
+}
 
 /// Validation on load: every field's rule (or its parse error) and the
 /// struct rule, with each field's `on_invalid` policy. Returns the fields reset.

@@ -125,10 +125,10 @@ mod persist;
 mod rejection;
 mod revoke;
 mod runtime;
-mod schema;
 mod state;
 
 pub mod clock;
+pub mod schema;
 pub mod store;
 
 #[doc(hidden)]

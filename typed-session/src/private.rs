@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 
 pub use crate::error::{MigrationError, ValidationError};
 pub use crate::flash::{Flash, FlashHandle};
-pub use crate::schema::{FieldMeta, HandleFor, OnInvalid, SessionSchema, StubHandle};
+pub use crate::schema::{
+    FieldMeta, FieldType, FieldTypes, HandleFor, OnInvalid, SessionSchema, StubHandle,
+};
 pub use crate::state::{Core, ReadCore};
 pub use serde_json::Error as JsonError;
 pub use serde_json::Value;
@@ -52,12 +54,16 @@ pub trait FlashField {
 pub struct Codec<T> {
     encode: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>,
     decode: fn(&str) -> Result<T, serde_json::Error>,
+    #[cfg(feature = "schema-check")]
+    trace: fn() -> crate::schema::trace::Traced,
 }
 
 pub fn codec<T: SessionValue>() -> Codec<T> {
     Codec {
         encode: |out, value| serde_json::to_writer(out, value),
         decode: |raw| serde_json::from_str(raw),
+        #[cfg(feature = "schema-check")]
+        trace: crate::schema::trace::traced::<T>,
     }
 }
 
@@ -68,6 +74,18 @@ impl<T> Codec<T> {
 
     pub fn decode(self, raw: &str) -> Result<T, serde_json::Error> {
         (self.decode)(raw)
+    }
+
+    /// Tells `visitor` the type of stored field `index`.
+    pub fn visit(self, visitor: &mut dyn FieldTypes, index: usize) {
+        visitor.field(
+            index,
+            FieldType {
+                type_name: core::any::type_name::<T>(),
+                #[cfg(feature = "schema-check")]
+                trace: self.trace,
+            },
+        );
     }
 }
 

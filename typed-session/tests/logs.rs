@@ -312,3 +312,45 @@ async fn cookie_mode_logs_refusal_reasons_and_nothing_secret() {
         assert!(!debug.contains(needle), "{needle:?} in Debug: {debug}");
     }
 }
+
+fn unchanged(
+    v: typed_session::serde_json::Value,
+) -> Result<typed_session::serde_json::Value, typed_session::MigrationError> {
+    Ok(v)
+}
+
+#[derive(SessionSchema)]
+#[session(version = 3, migrate(from = 1, with = unchanged), migrate(from = 2, with = unchanged))]
+struct Drifted {
+    count: u32,
+    note: String,
+}
+
+/// A stored field of the current version that does not decode (its shape
+/// changed without a version bump) is said at `warn`, once per field per
+/// process, with the type, version, field and category, never the value.
+#[test]
+fn drift_at_the_current_version_is_a_warning_once_per_field() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let stored = format!(r#"{{"v":3,"c":0,"t":0,"d":{{"count":"{PERSONAL}","note":"x"}}}}"#);
+    for _ in 0..3 {
+        let session = TypedSession::<Drifted>::import(stored.as_bytes()).unwrap();
+        assert_eq!(session.count(), 0, "reset to its default");
+        assert_eq!(session.note(), "x");
+    }
+    let lines = capture.0.lock().unwrap().clone();
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.starts_with("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    let w = warnings[0];
+    for expected in [
+        "schema=\"Drifted\"",
+        "version=3",
+        "field=\"count\"",
+        "JSON type or value error",
+        "without a version bump",
+    ] {
+        assert!(w.contains(expected), "missing {expected:?} in {w}");
+    }
+    assert!(!lines.join("\n").contains(PERSONAL), "{lines:#?}");
+}

@@ -1,7 +1,45 @@
-//! The [`SessionSchema`] trait that `#[derive(SessionSchema)]` implements.
+//! The [`SessionSchema`] trait that `#[derive(SessionSchema)]` implements,
+//! and (feature `schema-check`) the recorded stored shapes that keep a
+//! change to the stored data from shipping without a version bump.
+//!
+//! # Recorded shapes
+//!
+//! With the `schema-check` feature (a dev-dependency is enough), one line
+//! in a test checks the session's stored shape against the one recorded
+//! for its version in `session-schemas/{Struct}/v{N}.shape`, in the crate
+//! that runs the test:
+//!
+//! ```no_run
+//! # use typed_session::SessionSchema;
+//! # #[derive(SessionSchema)] struct ShopSession { n: u32 }
+//! #[test]
+//! fn session_shape_is_recorded() {
+//!     typed_session::schema::assert_recorded::<ShopSession>();
+//! }
+//! ```
+//!
+//! See [`assert_recorded`] for what the check does and what it prints.
 
 use crate::error::{MigrationError, ValidationError};
 use crate::state::Core;
+
+#[cfg(feature = "schema-check")]
+mod check;
+#[cfg(feature = "schema-check")]
+mod replay;
+#[cfg(feature = "schema-check")]
+mod shape;
+#[cfg(feature = "schema-check")]
+mod text;
+#[cfg(feature = "schema-check")]
+pub(crate) mod trace;
+
+#[cfg(feature = "schema-check")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schema-check")))]
+pub use check::{
+    Drift, DriftKind, Outcome, RECORD_DIR, RECORD_ENV, RecordMode, Report, ShapeCheck,
+    assert_recorded,
+};
 
 /// A struct that can be stored as a typed session.
 ///
@@ -31,6 +69,10 @@ pub trait SessionSchema: Sized + Send + Sync + 'static {
     /// (`#[session(version = N)]`, 1 when not given).
     const VERSION: u32;
 
+    /// The struct's name, for messages and the recorded shapes' folder.
+    #[doc(hidden)]
+    const NAME: &'static str;
+
     #[doc(hidden)]
     const FIELDS: &'static [FieldMeta];
 
@@ -56,6 +98,12 @@ pub trait SessionSchema: Sized + Send + Sync + 'static {
     /// Upgrades the stored data of version `from` to version `from + 1`.
     #[doc(hidden)]
     fn migrate(from: u32, data: serde_json::Value) -> Result<serde_json::Value, MigrationError>;
+
+    /// Calls `visitor.field(index, type)` for each stored field.
+    #[doc(hidden)]
+    fn visit_field_types(visitor: &mut dyn FieldTypes) {
+        let _ = visitor;
+    }
 
     #[doc(hidden)]
     fn decode_field(&mut self, index: usize, raw: &str) -> Result<(), serde_json::Error>;
@@ -86,6 +134,25 @@ pub trait SessionSchema: Sized + Send + Sync + 'static {
         let _ = (index, theirs, out);
         Ok(false)
     }
+}
+
+/// Receives the type of each stored field (see
+/// `SessionSchema::visit_field_types`).
+#[doc(hidden)]
+pub trait FieldTypes {
+    fn field(&mut self, index: usize, ty: FieldType);
+}
+
+/// A stored field's type, as far as the recorded shapes need it. Built
+/// with the field's codec, so that a type that cannot be stored gives no
+/// error of its own here.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct FieldType {
+    #[cfg_attr(not(feature = "schema-check"), allow(dead_code))]
+    pub(crate) type_name: &'static str,
+    #[cfg(feature = "schema-check")]
+    pub(crate) trace: fn() -> trace::Traced,
 }
 
 /// What the runtime knows about one field.
