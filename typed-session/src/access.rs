@@ -3,6 +3,7 @@
 
 use crate::envelope::stored_mask;
 use crate::error::ValidationError;
+use crate::header::FieldMask;
 use crate::schema::SessionSchema;
 use crate::state::{Core, ReadCore, State};
 
@@ -47,13 +48,28 @@ pub(crate) fn check_all<S: SessionSchema>(value: &S) -> Result<(), ValidationErr
     value.validate()
 }
 
-fn encode_fields<S: SessionSchema>(value: &S) -> Vec<Option<Vec<u8>>> {
+/// Each field's encoding (`None` where it fails), to tell what a change of
+/// the whole value changed.
+pub(crate) fn encode_fields<S: SessionSchema>(value: &S) -> Vec<Option<Vec<u8>>> {
     (0..S::FIELDS.len())
         .map(|i| {
             let mut out = Vec::new();
             value.encode_field(i, &mut out).ok().map(|()| out)
         })
         .collect()
+}
+
+/// The stored fields whose encoding differs (or failed) between two
+/// [`encode_fields`] results.
+pub(crate) fn changed_since<S: SessionSchema>(
+    before: &[Option<Vec<u8>>],
+    after: &[Option<Vec<u8>>],
+) -> FieldMask {
+    S::FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(i, meta)| meta.stored && (before[*i] != after[*i] || before[*i].is_none()))
+        .fold(0, |mask, (i, _)| mask | (1u128 << i))
 }
 
 impl<S: SessionSchema> Core<S> {
@@ -130,11 +146,7 @@ impl<S: SessionSchema> Core<S> {
             st.value = backup;
             return Err(e);
         }
-        for index in 0..S::FIELDS.len() {
-            if before[index] != after[index] || before[index].is_none() {
-                st.mark(index);
-            }
-        }
+        st.changed |= changed_since::<S>(&before, &after);
         Ok(out)
     }
 

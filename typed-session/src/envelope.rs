@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::error::{FieldError, LoadError, describe_for_log};
+use crate::error::{Error, FieldError, LoadError, describe_for_log};
 use crate::header::{FieldMask, Header, RawEnvelope, split_written, write_header};
 use crate::schema::{OnInvalid, SessionSchema};
 use crate::store::TypedCache;
@@ -27,6 +27,56 @@ pub(crate) struct Decoded<S> {
     pub(crate) changed: FieldMask,
     pub(crate) header: Header,
     pub(crate) migrated_from: Option<u32>,
+    /// Set when the record was written by newer code (a higher version).
+    pub(crate) newer: Option<Newer>,
+}
+
+/// A record written by newer code (a rolling deploy, or a rollback), as
+/// this code read it: field by field, with everything it could not read
+/// kept as stored, so that a write changes only the fields it changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Newer {
+    /// The record's version, kept on every write.
+    pub(crate) version: u32,
+    /// Every stored field, in stored order, with its value's exact bytes.
+    pub(crate) fields: Vec<(String, Box<RawValue>)>,
+    /// Fields this code knows whose stored values do not decode into its
+    /// types: read as their default, never written by this code.
+    pub(crate) foreign: FieldMask,
+    /// Fields this request has written over the stored bytes (their value
+    /// is now this code's, on every later write of this request too).
+    pub(crate) written: FieldMask,
+}
+
+/// What a layer does with a record written by a newer version of the code
+/// (`SessionLayer::on_newer_schema`).
+///
+/// During a rolling deploy, instances of version N and N + 1 of an app
+/// serve the same sessions. By default version N reads the fields it knows
+/// from a record version N + 1 wrote, writes back only the fields it
+/// changed, keeps everything else byte for byte (fields it does not know,
+/// fields whose stored shape it cannot read) and keeps the record's newer
+/// version, so that N + 1 reads it back as it left it.
+///
+/// ```
+/// use typed_session::{NewerSchema, SessionLayer};
+/// use typed_session::store::MemoryStore;
+///
+/// // Refuse such records instead (503), as before version 0.1 did.
+/// let layer = SessionLayer::new(MemoryStore::new()).on_newer_schema(NewerSchema::Reject);
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NewerSchema {
+    /// Read the fields this code knows; write only the fields changed, keep
+    /// the rest and the newer version. A write to a field whose stored value
+    /// this code could not read is refused with
+    /// [`Error::NewerSchema`](crate::Error::NewerSchema) (`409`). The default.
+    #[default]
+    ReadKnownFields,
+    /// Refuse the request (`503 session unavailable`, logged at `warn`).
+    Reject,
 }
 
 /// All stored fields.
@@ -77,6 +127,7 @@ pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadE
                     changed,
                     header: parts.header,
                     migrated_from: None,
+                    newer: None,
                 });
             }
         }
@@ -90,10 +141,7 @@ pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>
     let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(LoadError::Corrupt)?;
     let header = raw.header()?;
     if raw.v > S::VERSION {
-        return Err(LoadError::FutureVersion {
-            found: raw.v,
-            known: S::VERSION,
-        });
+        return decode_newer::<S>(raw.v, raw.d.get(), header);
     }
     let mut migrated_from = None;
     let data: Cow<'_, str> = if raw.v < S::VERSION {
@@ -117,7 +165,145 @@ pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>
         changed,
         header,
         migrated_from,
+        newer: None,
     })
+}
+
+/// A record of a newer version, field by field: what decodes is used, what
+/// does not is marked foreign (its default in memory, never written back),
+/// and every stored field is kept for the write.
+fn decode_newer<S: SessionSchema>(
+    version: u32,
+    data: &str,
+    header: Header,
+) -> Result<Decoded<S>, LoadError> {
+    let fields = raw_fields(data).map_err(LoadError::Corrupt)?;
+    let mut value = S::fresh();
+    let mut foreign: FieldMask = 0;
+    for (index, meta) in S::FIELDS.iter().enumerate() {
+        if !meta.stored {
+            continue;
+        }
+        let Some((_, raw)) = fields.iter().find(|(k, _)| k == meta.key) else {
+            continue;
+        };
+        if let Err(e) = value.decode_field(index, raw.get()) {
+            tracing::debug!(
+                schema = S::NAME,
+                field = meta.name,
+                found = version,
+                known = S::VERSION,
+                reason = %describe_for_log(&e),
+                "a field written by a newer version does not decode into this version's type; \
+                 kept as stored, read as its default, not written by this code"
+            );
+            foreign |= 1u128 << index;
+        }
+    }
+    let changed = apply_load_rules(&mut value, Vec::new(), foreign)?;
+    Ok(Decoded {
+        value,
+        changed,
+        header,
+        migrated_from: None,
+        newer: Some(Newer {
+            version,
+            fields,
+            foreign,
+            written: 0,
+        }),
+    })
+}
+
+/// The data object's fields, each with its value's exact bytes, in stored
+/// order; a key stored twice is an error.
+fn raw_fields(data: &str) -> Result<Vec<(String, Box<RawValue>)>, serde_json::Error> {
+    struct Fields;
+    impl<'de> Visitor<'de> for Fields {
+        type Value = Vec<(String, Box<RawValue>)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object of session fields")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Self::Value = Vec::new();
+            while let Some(key) = map.next_key::<Key<'de>>()? {
+                if out.iter().any(|(k, _)| *k == key.0) {
+                    return Err(de::Error::custom("duplicate field in stored session"));
+                }
+                let value = map.next_value::<Box<RawValue>>()?;
+                out.push((key.0.into_owned(), value));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(data);
+    let fields = de.deserialize_map(Fields)?;
+    de.end()?;
+    Ok(fields)
+}
+
+/// Encodes over a newer version's record: the fields in `changed` (and
+/// those this request wrote before) get this code's value, every other
+/// stored field keeps its bytes, and the record keeps its version. A change
+/// to a field this code could not read is refused.
+pub(crate) fn encode_over<S: SessionSchema>(
+    value: &S,
+    header: &Header,
+    changed: FieldMask,
+    newer: &Newer,
+) -> Result<Vec<u8>, Error> {
+    if let Some(index) = first_bit(changed & newer.foreign) {
+        return Err(Error::NewerSchema {
+            field: S::FIELDS[index].name,
+            version: newer.version,
+        });
+    }
+    let ours = changed | newer.written;
+    let mut out = Vec::with_capacity(256);
+    write_header(&mut out, newer.version, header);
+    out.push(b'{');
+    let mut done: FieldMask = 0;
+    for (i, (key, raw)) in newer.fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).map_err(Error::Serialize)?;
+        out.push(b':');
+        match field_index::<S>(key).filter(|&index| ours & (1u128 << index) != 0) {
+            Some(index) => {
+                value
+                    .encode_field(index, &mut out)
+                    .map_err(Error::Serialize)?;
+                done |= 1u128 << index;
+            }
+            None => out.extend_from_slice(raw.get().as_bytes()),
+        }
+    }
+    // Fields this request set that the record did not hold.
+    for (index, meta) in S::FIELDS.iter().enumerate() {
+        if !meta.stored || ours & !done & (1u128 << index) == 0 {
+            continue;
+        }
+        if out.last() != Some(&b'{') {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, meta.key).map_err(Error::Serialize)?;
+        out.push(b':');
+        value
+            .encode_field(index, &mut out)
+            .map_err(Error::Serialize)?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok(out)
+}
+
+/// The index of the stored field with this key.
+fn field_index<S: SessionSchema>(key: &str) -> Option<usize> {
+    S::FIELDS.iter().position(|f| f.stored && f.key == key)
+}
+
+fn first_bit(mask: FieldMask) -> Option<usize> {
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
 /// Decodes the data object field by field, applying each field's `on_invalid`
@@ -146,7 +332,7 @@ fn decode_fields<S: SessionSchema>(
             parse_errors.push((index, Box::new(e)));
         }
     }
-    let changed = apply_load_rules(&mut value, parse_errors)?;
+    let changed = apply_load_rules(&mut value, parse_errors, 0)?;
     Ok((value, changed))
 }
 
@@ -193,13 +379,19 @@ fn warn_drift<S: SessionSchema>(index: usize, migrated_from: Option<u32>, err: &
 }
 
 /// Validation on load: every field's rule (or its parse error) and the
-/// struct rule, with each field's `on_invalid` policy. Returns the fields reset.
+/// struct rule, with each field's `on_invalid` policy. Returns the fields
+/// reset. Fields in `foreign` (a newer version's, not readable here) are
+/// left alone: never reset or destroyed by this code.
 pub(crate) fn apply_load_rules<S: SessionSchema>(
     value: &mut S,
     mut parse_errors: Vec<(usize, BoxError)>,
+    foreign: FieldMask,
 ) -> Result<FieldMask, LoadError> {
     let mut changed: FieldMask = 0;
     for (index, meta) in S::FIELDS.iter().enumerate() {
+        if foreign & (1u128 << index) != 0 {
+            continue;
+        }
         let failed = match parse_errors.iter().position(|(i, _)| *i == index) {
             Some(pos) => Some(parse_errors.swap_remove(pos).1),
             None => value
@@ -245,11 +437,12 @@ pub(crate) fn from_cache<S: SessionSchema>(
     let cached = cache.0.downcast_ref::<Cached<S>>()?;
     let mut value = cached.value.clone_schema();
     Some(
-        apply_load_rules(&mut value, Vec::new()).map(|changed| Decoded {
+        apply_load_rules(&mut value, Vec::new(), 0).map(|changed| Decoded {
             value,
             changed,
             header: cached.header,
             migrated_from: None,
+            newer: None,
         }),
     )
 }
@@ -321,54 +514,104 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// Merges the fields in `changed` from `ours` into `theirs` (another writer's
-/// record of the same version), keeping every other field of theirs; the
-/// header is ours (`header`, as we are writing it), with the later write time.
+/// Merges the fields in `changed` from `ours` into `theirs` (another
+/// writer's record), keeping every other field of theirs; the header is
+/// ours (`header`, as we are writing it), with the later write time.
+/// Their record may be of any version: an older one is migrated first and
+/// written at ours; a newer one keeps its version and every field we did
+/// not change, and a change to a field whose stored shape we cannot read
+/// is refused (or, with [`NewerSchema::Reject`], the whole merge).
 pub(crate) fn merge<S: SessionSchema>(
     theirs: &[u8],
     ours: &S,
     changed: FieldMask,
     header: &Header,
-) -> Result<Vec<u8>, LoadError> {
-    let raw: RawEnvelope<'_> = serde_json::from_slice(theirs).map_err(LoadError::Corrupt)?;
-    if raw.v != S::VERSION {
-        return Err(LoadError::FutureVersion {
-            found: raw.v,
-            known: S::VERSION,
-        });
-    }
-    let mut map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(raw.d.get()).map_err(LoadError::Corrupt)?;
+    newer_schema: NewerSchema,
+) -> Result<Vec<u8>, Error> {
+    let corrupt = |e| Error::Load(LoadError::Corrupt(e));
+    let raw: RawEnvelope<'_> = serde_json::from_slice(theirs).map_err(corrupt)?;
+    let (version, mut fields) = match raw.v.cmp(&S::VERSION) {
+        std::cmp::Ordering::Equal => (S::VERSION, raw_fields(raw.d.get()).map_err(corrupt)?),
+        std::cmp::Ordering::Less => {
+            let mut value: serde_json::Value =
+                serde_json::from_str(raw.d.get()).map_err(corrupt)?;
+            for from in raw.v.max(1)..S::VERSION {
+                value = S::migrate(from, value)
+                    .map_err(|source| Error::Load(LoadError::Migration { from, source }))?;
+            }
+            let fields = raw_fields(&value.to_string()).map_err(corrupt)?;
+            (S::VERSION, fields)
+        }
+        std::cmp::Ordering::Greater if newer_schema == NewerSchema::Reject => {
+            return Err(Error::Load(LoadError::FutureVersion {
+                found: raw.v,
+                known: S::VERSION,
+            }));
+        }
+        std::cmp::Ordering::Greater => {
+            let fields = raw_fields(raw.d.get()).map_err(corrupt)?;
+            // Only fields whose stored shape this code reads are ours to write.
+            let mut probe = S::fresh();
+            for (index, meta) in S::FIELDS.iter().enumerate() {
+                if changed & (1u128 << index) == 0 || !meta.stored {
+                    continue;
+                }
+                if let Some((_, stored)) = fields.iter().find(|(k, _)| k == meta.key)
+                    && probe.decode_field(index, stored.get()).is_err()
+                {
+                    return Err(Error::NewerSchema {
+                        field: meta.name,
+                        version: raw.v,
+                    });
+                }
+            }
+            (raw.v, fields)
+        }
+    };
     for (index, meta) in S::FIELDS.iter().enumerate() {
         if changed & (1u128 << index) == 0 || !meta.stored {
             continue;
         }
         let mut buf = Vec::new();
+        let slot = fields.iter().position(|(k, _)| k == meta.key);
         // A flash field merges message by message, so that no message
         // pushed by either request is lost and none is shown twice.
-        let theirs_field = map.get(meta.key).map(|v| v.to_string());
-        let merged = match (&theirs_field, meta.flash) {
-            (Some(theirs), true) => ours
-                .merge_flash_field(index, theirs, &mut buf)
-                .map_err(LoadError::Corrupt)?,
+        let merged = match (slot, meta.flash) {
+            (Some(at), true) => ours
+                .merge_flash_field(index, fields[at].1.get(), &mut buf)
+                .map_err(corrupt)?,
             _ => false,
         };
         if !merged {
-            ours.encode_field(index, &mut buf)
-                .map_err(LoadError::Corrupt)?;
+            ours.encode_field(index, &mut buf).map_err(corrupt)?;
         }
-        let value: serde_json::Value = serde_json::from_slice(&buf).map_err(LoadError::Corrupt)?;
-        map.insert(meta.key.to_owned(), value);
+        let encoded = String::from_utf8(buf)
+            .map_err(|_| corrupt(de::Error::custom("a field did not encode as UTF-8")))?;
+        let value = RawValue::from_string(encoded).map_err(corrupt)?;
+        match slot {
+            Some(at) => fields[at].1 = value,
+            None => fields.push((meta.key.to_owned(), value)),
+        }
     }
     let header = Header {
         created: header.created,
         touched: header.touched.max(raw.t),
         max_age: header.max_age.or(raw.m),
-        subject: header.subject.or(raw.header()?.subject),
+        subject: header
+            .subject
+            .or(raw.header().map_err(Error::Load)?.subject),
     };
     let mut out = Vec::with_capacity(theirs.len() + 32);
-    write_header(&mut out, S::VERSION, &header);
-    serde_json::to_writer(&mut out, &map).map_err(LoadError::Corrupt)?;
-    out.push(b'}');
+    write_header(&mut out, version, &header);
+    out.push(b'{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).map_err(corrupt)?;
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.extend_from_slice(b"}}");
     Ok(out)
 }

@@ -203,11 +203,12 @@ impl From<serde_json::Error> for MigrationError {
 /// #[derive(SessionSchema)]
 /// struct Visit { count: u32 }
 ///
-/// let from_the_future = br#"{"v":9,"c":0,"t":0,"d":{"count":1}}"#;
-/// assert!(matches!(
-///     TypedSession::<Visit>::import(from_the_future),
-///     Err(LoadError::FutureVersion { found: 9, known: 1 })
-/// ));
+/// let not_json = br#"{"v":1,"c":0,"t":0,"d":{"count":"#;
+/// assert!(matches!(TypedSession::<Visit>::import(not_json), Err(LoadError::Corrupt(_))));
+///
+/// // A newer version's record is read field by field (a rolling deploy).
+/// let from_the_future = br#"{"v":9,"c":0,"t":0,"d":{"count":1,"added_in_v9":true}}"#;
+/// assert_eq!(TypedSession::<Visit>::import(from_the_future).unwrap().count(), 1);
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -215,7 +216,9 @@ pub enum LoadError {
     /// The record is not valid JSON of the expected shape.
     #[error("stored session is corrupt")]
     Corrupt(#[source] serde_json::Error),
-    /// The record was written by newer code (a higher `version`).
+    /// The record was written by newer code (a higher `version`), and the
+    /// layer refuses such records
+    /// ([`NewerSchema::Reject`](crate::NewerSchema::Reject)).
     #[error("stored session has version {found}, newer than version {known} of this code")]
     FutureVersion {
         /// The version found in the record.
@@ -337,6 +340,21 @@ pub enum Error {
         size: usize,
         /// The configured limit.
         limit: usize,
+    },
+    /// The session was written by a newer version of the code (a rolling
+    /// deploy, or a rollback), and this request changed a field whose
+    /// stored value this code could not read: writing it would replace the
+    /// newer code's data with an older shape. Nothing was saved. Answered
+    /// `409 Conflict` if the handler lets it through; see
+    /// [`NewerSchema`](crate::NewerSchema).
+    #[error(
+        "session field `{field}` was written by version {version} of the code in a shape this version cannot read; nothing was saved"
+    )]
+    NewerSchema {
+        /// The Rust name of the field.
+        field: &'static str,
+        /// The record's version.
+        version: u32,
     },
     /// In cookie mode, the sealed session would make the `Set-Cookie`
     /// `name=value` longer than browsers keep (4096 bytes); nothing was

@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::time::{Duration, SystemTime};
 
+use crate::access::{changed_since, encode_fields};
 use crate::clock::{from_unix_millis, unix_millis};
 use crate::envelope;
 use crate::error::{Error, LoadError, ValidationError};
@@ -86,13 +87,21 @@ impl<S: SessionSchema> TypedSession<S> {
         let mut state = State::new(decoded.value, now);
         state.changed = decoded.changed;
         state.header = decoded.header;
+        state.newer = decoded.newer;
         Ok(TypedSession::from_core(Core::new(state, None)))
     }
 
-    /// The stored form of this session: what a store would hold.
+    /// The stored form of this session: what a store would hold. A session
+    /// imported from a newer version's record keeps that record's version
+    /// and every field this session did not change, as a save would; a
+    /// change to a field this version could not read is
+    /// [`Error::NewerSchema`].
     pub fn export(&self) -> Result<Vec<u8>, Error> {
         let st = self.core().lock();
-        envelope::encode(&st.value, &st.header).map_err(Error::Serialize)
+        match &st.newer {
+            Some(newer) => envelope::encode_over(&st.value, &st.header, st.changed, newer),
+            None => envelope::encode(&st.value, &st.header).map_err(Error::Serialize),
+        }
     }
 
     /// The session id, once the session is stored (`None` for a new session
@@ -132,6 +141,8 @@ impl<S: SessionSchema> TypedSession<S> {
         let mut st = self.core().lock();
         st.value = S::fresh();
         st.changed = envelope::stored_mask::<S>();
+        // Starting clean: written at this code's version, nothing kept.
+        st.newer = None;
         st.restart_lifetime = true;
         if st.action != Action::Destroy {
             st.action = Action::Regenerate;
@@ -179,6 +190,7 @@ impl<S: SessionSchema> TypedSession<S> {
             let before = std::mem::replace(value, S::fresh());
             f(value, &before)
         })?;
+        st.newer = None;
         st.restart_lifetime = true;
         if st.action != Action::Destroy {
             st.action = Action::Regenerate;
@@ -206,7 +218,14 @@ impl<S: SessionSchema> TypedSession<S> {
     /// ```
     pub fn regenerate_with<R>(&self, f: impl FnOnce(&mut S) -> R) -> Result<R, ValidationError> {
         let mut st = self.core().lock();
+        // Over a newer version's record, only what `f` changed is written
+        // (the rest stays as that version stored it).
+        let prior = st.changed;
+        let before = st.newer.is_some().then(|| encode_fields(&st.value));
         let out = st.replace_checked(f)?;
+        if let Some(before) = before {
+            st.changed = prior | changed_since::<S>(&before, &encode_fields(&st.value));
+        }
         st.restart_lifetime = true;
         if st.action != Action::Destroy {
             st.action = Action::Regenerate;

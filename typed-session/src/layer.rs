@@ -20,6 +20,7 @@ use crate::backend::server::ServerSide;
 use crate::clock::{Clock, SystemClock};
 use crate::config::SessionConfig;
 use crate::cookies::{SameSite, check_cookie_name};
+use crate::envelope::NewerSchema;
 use crate::error::{ConfigError, Error, describe_for_log};
 use crate::expiry::Policy;
 use crate::extract::{RequestContext, SlotCell};
@@ -158,6 +159,7 @@ impl SessionLayer {
                 clock: Arc::new(SystemClock),
                 revocation: None,
                 commit_on: crate::runtime::commit_unless_server_error,
+                newer_schema: NewerSchema::default(),
             }),
         }
     }
@@ -416,6 +418,28 @@ impl SessionLayer {
     /// ```
     pub fn commit_on(self, policy: fn(http::StatusCode) -> bool) -> Self {
         self.edit(|s| s.commit_on = policy)
+    }
+
+    /// What to do with a session record written by a newer version of the
+    /// code (a higher `#[session(version = N)]`): during a rolling deploy,
+    /// instances of both versions serve the same sessions.
+    ///
+    /// By default ([`NewerSchema::ReadKnownFields`]) this code reads the
+    /// fields it knows, writes back only the fields it changed and keeps
+    /// everything else, and the record's version, as stored; a write to a
+    /// field whose stored shape it cannot read answers `409`.
+    /// [`NewerSchema::Reject`] answers `503` to every request on such a
+    /// session instead, until the deploy ends.
+    ///
+    /// ```
+    /// use typed_session::{NewerSchema, SessionLayer};
+    /// use typed_session::store::MemoryStore;
+    ///
+    /// let layer = SessionLayer::new(MemoryStore::new()).on_newer_schema(NewerSchema::Reject);
+    /// # let _ = layer;
+    /// ```
+    pub fn on_newer_schema(self, policy: NewerSchema) -> Self {
+        self.edit(|s| s.newer_schema = policy)
     }
 
     /// Checks every session bound to a subject

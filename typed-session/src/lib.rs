@@ -139,6 +139,7 @@ pub use config::{
     CookieModeConfig, FileConfig, MemoryConfig, RedisConfig, SessionConfig, StoreConfig,
 };
 pub use cookies::SameSite;
+pub use envelope::NewerSchema;
 pub use error::{
     ConfigError, Error, FieldError, LoadError, MigrationError, StoreError, ValidationError,
 };

@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 
 use crate::backend::seam::{Found, Merge, Payload, Stored, Written, exact_bytes};
 use crate::cookies::{CookieIn, CookieOut};
-use crate::envelope::{self, Cached};
+use crate::envelope::{self, Cached, Newer, NewerSchema};
 use crate::error::{Error, LoadError, describe_for_log, error_chain};
 use crate::header::{FieldMask, Header};
 use crate::rejection::SessionRejection;
@@ -118,6 +118,15 @@ impl<S: SessionSchema> Core<S> {
             None => envelope::decode::<S>(&loaded.data),
         };
         match decoded {
+            Ok(decoded) if decoded.newer.is_some() && rt.newer_schema == NewerSchema::Reject => {
+                tracing::warn!(
+                    found = decoded.newer.as_ref().map(|n| n.version),
+                    known = S::VERSION,
+                    "stored session is from a newer version of the code; rejecting the request \
+                     (on_newer_schema(Reject))"
+                );
+                Err(SessionRejection::UnsupportedVersion)
+            }
             Ok(decoded) => {
                 if rt
                     .policy
@@ -141,20 +150,21 @@ impl<S: SessionSchema> Core<S> {
                 if let Some(from) = decoded.migrated_from {
                     tracing::info!(from, to = S::VERSION, "session migrated");
                 }
+                if let Some(newer) = &decoded.newer {
+                    tracing::debug!(
+                        found = newer.version,
+                        known = S::VERSION,
+                        unreadable = newer.foreign.count_ones(),
+                        "stored session is from a newer version of the code; read field by field"
+                    );
+                }
                 let mut state = State::new(decoded.value, now);
                 state.changed = decoded.changed;
                 state.header = decoded.header;
                 state.stored = Some(loaded.stored);
                 state.resign = loaded.resign;
+                state.newer = decoded.newer;
                 Ok(Core::new(state, Some(rt)))
-            }
-            Err(LoadError::FutureVersion { found, known }) => {
-                tracing::warn!(
-                    found,
-                    known,
-                    "stored session is from a newer version of the code; rejecting the request"
-                );
-                Err(SessionRejection::UnsupportedVersion)
             }
             Err(LoadError::Reject(field)) => {
                 tracing::debug!(
@@ -176,22 +186,28 @@ impl<S: SessionSchema> Core<S> {
 
     /// The encoded value for a write under `header`, within the size limit.
     /// `regenerated`: written by a regenerate (a login), which the memory
-    /// store protects from eviction.
+    /// store protects from eviction. `over`: a newer version's record this
+    /// write goes over, with the fields this write changes.
     fn payload(
         &self,
         st: &State<S>,
         rt: &Runtime,
         header: Header,
         regenerated: bool,
+        over: Option<(&Newer, FieldMask)>,
     ) -> Result<Payload, Error> {
-        let encoded = envelope::encode(&st.value, &header).map_err(Error::Serialize)?;
+        let encoded = match over {
+            Some((newer, mask)) => envelope::encode_over(&st.value, &header, mask, newer)?,
+            None => envelope::encode(&st.value, &header).map_err(Error::Serialize)?,
+        };
         if encoded.len() > rt.max_session_bytes {
             return Err(Error::TooLarge {
                 size: encoded.len(),
                 limit: rt.max_session_bytes,
             });
         }
-        let cache = rt.backend.keeps_typed_copies().then(|| {
+        // A newer version's record is not this schema's value.
+        let cache = (over.is_none() && rt.backend.keeps_typed_copies()).then(|| {
             TypedCache(Arc::new(Cached {
                 header,
                 value: st.value.clone_stored(),
@@ -225,11 +241,13 @@ impl<S: SessionSchema> Core<S> {
             subject: st.header.subject,
             ..Header::new(now)
         };
+        let over = st.newer.as_ref().map(|newer| (newer, mask));
         let op = match (action, st.stored.clone()) {
             (Action::Destroy, Some(stored)) => {
+                // A new session: written at this code's version.
                 let after = match changes {
                     true => Some((
-                        self.payload(st, rt, fresh_header, regenerated)?,
+                        self.payload(st, rt, fresh_header, regenerated, None)?,
                         fresh_header,
                     )),
                     false => None,
@@ -247,7 +265,11 @@ impl<S: SessionSchema> Core<S> {
                     max_age: st.header.max_age,
                     subject: st.header.subject,
                 };
-                Op::Regenerate(stored, self.payload(st, rt, header, regenerated)?, header)
+                Op::Regenerate(
+                    stored,
+                    self.payload(st, rt, header, regenerated, over)?,
+                    header,
+                )
             }
             // A sealed cookie's deadline and key live in the cookie: a
             // refresh or a re-key is a rewrite.
@@ -256,7 +278,11 @@ impl<S: SessionSchema> Core<S> {
                     touched: now,
                     ..st.header
                 };
-                Op::Save(stored, self.payload(st, rt, header, regenerated)?, header)
+                Op::Save(
+                    stored,
+                    self.payload(st, rt, header, regenerated, over)?,
+                    header,
+                )
             }
             (Action::None, Some(stored)) => {
                 let deadline = rt
@@ -265,11 +291,17 @@ impl<S: SessionSchema> Core<S> {
                 Op::Touch(stored, deadline)
             }
             (_, None) if changes => Op::Create(
-                self.payload(st, rt, fresh_header, regenerated)?,
+                self.payload(st, rt, fresh_header, regenerated, None)?,
                 fresh_header,
             ),
             (_, None) => Op::Nothing,
         };
+        // Written over the newer record from now on, in this request.
+        if let Some(newer) = st.newer.as_mut()
+            && matches!(op, Op::Save(..) | Op::Regenerate(..))
+        {
+            newer.written |= mask;
+        }
         Ok((op, pending))
     }
 
@@ -356,6 +388,7 @@ impl<S: SessionSchema> Core<S> {
         st.action = Action::None;
         st.expiry_changed = false;
         st.stored = None;
+        st.newer = None;
         st.cookie = CookieChange::Remove;
         Error::Destroyed
     }
@@ -367,7 +400,7 @@ impl<S: SessionSchema> Core<S> {
         };
         let merge = |theirs: &[u8]| {
             let st = self.lock();
-            envelope::merge(theirs, &st.value, mask, &header)
+            envelope::merge(theirs, &st.value, mask, &header, rt.newer_schema)
         };
         let merge: Merge<'_> = &merge;
         let cookie_holds_record = rt.backend.cookie_holds_record();

@@ -37,6 +37,10 @@ pub enum SessionRejection {
     /// The session changed concurrently so often that the save gave up; retry.
     #[error("session busy, retry")]
     Busy,
+    /// The handler changed a field that a newer version of the code stored
+    /// in a shape this version cannot read (a rolling deploy); nothing was saved.
+    #[error("session field belongs to a newer version")]
+    NewerSchema,
     /// The handler wrote to a session that another request destroyed (or
     /// that expired) meanwhile; the write was not saved.
     #[error("session ended")]
@@ -61,7 +65,7 @@ impl SessionRejection {
             | SessionRejection::UnsupportedVersion
             | SessionRejection::Busy => StatusCode::SERVICE_UNAVAILABLE,
             SessionRejection::InvalidSession => StatusCode::BAD_REQUEST,
-            SessionRejection::SessionEnded => StatusCode::CONFLICT,
+            SessionRejection::SessionEnded | SessionRejection::NewerSchema => StatusCode::CONFLICT,
             SessionRejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
@@ -101,6 +105,7 @@ impl From<&crate::Error> for SessionRejection {
             crate::Error::Destroyed => SessionRejection::SessionEnded,
             crate::Error::TooLarge { .. } => SessionRejection::TooLarge,
             crate::Error::CookieTooLarge { .. } => SessionRejection::CookieTooLarge,
+            crate::Error::NewerSchema { .. } => SessionRejection::NewerSchema,
             crate::Error::Load(crate::LoadError::FutureVersion { .. }) => {
                 SessionRejection::UnsupportedVersion
             }
@@ -113,6 +118,14 @@ impl IntoResponse for crate::Error {
     fn into_response(self) -> Response {
         match &self {
             crate::Error::Validation(v) => v.clone().into_response(),
+            crate::Error::NewerSchema { field, version } => {
+                tracing::warn!(
+                    field,
+                    version,
+                    "a write to a session field stored by a newer version of the code was refused; answering 409"
+                );
+                SessionRejection::NewerSchema.into_response()
+            }
             other => {
                 tracing::error!(cause = %crate::error::describe_for_log(other), "session save failed");
                 SessionRejection::from(other).into_response()

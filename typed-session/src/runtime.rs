@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::clock::{Clock, unix_millis};
 use crate::cookies::CookieSettings;
+use crate::envelope::NewerSchema;
 use crate::expiry::Policy;
 use crate::revoke::RevocationList;
 
@@ -27,6 +28,8 @@ pub(crate) struct Runtime {
     pub(crate) revocation: Option<RevocationList>,
     /// Whether a response with this status commits the session's changes.
     pub(crate) commit_on: fn(http::StatusCode) -> bool,
+    /// What to do with a record written by a newer version of the code.
+    pub(crate) newer_schema: NewerSchema,
 }
 
 /// The default commit policy: everything but a server error.
@@ -50,6 +53,7 @@ impl fmt::Debug for Runtime {
             .field("rolling", &self.rolling)
             .field("max_session_bytes", &self.max_session_bytes)
             .field("revocation", &self.revocation.is_some())
+            .field("newer_schema", &self.newer_schema)
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::backend::seam::Stored;
+use crate::envelope::Newer;
 use crate::header::{FieldMask, Header};
 use crate::runtime::Runtime;
 
@@ -97,6 +98,9 @@ pub(crate) struct State<S> {
     /// The response's status said not to commit: nothing but an already
     /// requested destroy is written.
     pub(crate) discarded: bool,
+    /// The stored record was written by a newer version of the code: what
+    /// a write must keep of it.
+    pub(crate) newer: Option<Newer>,
 }
 
 impl<S> State<S> {
@@ -113,6 +117,7 @@ impl<S> State<S> {
             restart_lifetime: false,
             discarded: false,
             loaded_at: now,
+            newer: None,
         }
     }
 }

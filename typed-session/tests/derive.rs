@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use typed_session::{Flash, LoadError, MigrationError, SessionSchema, TypedSession};
+use typed_session::{Error, Flash, LoadError, MigrationError, SessionSchema, TypedSession};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Item {
@@ -416,12 +416,36 @@ fn failed_migration_is_typed() {
     }
 }
 
+/// A record of a newer version (a rolling deploy) is read field by field:
+/// what decodes is used, what does not reads as its default and is kept as
+/// stored, unknown fields are carried along, and a write keeps the newer
+/// version and changes only what it changed.
 #[test]
-fn future_version_is_typed() {
-    let bytes = stored(5, json!({}));
+fn newer_version_is_read_field_by_field() {
+    let bytes = br#"{"v":5,"c":1,"t":1,"d":{"user_id":9,"cart":{"lines":[{"sku":7,"qty":1}]},"theme":"dark","v5_only":[1, 2.50]}}"#;
+    let s = TypedSession::<ShopV4>::import(bytes).unwrap();
+    assert_eq!(s.user_id(), Some(9));
+    assert_eq!(s.theme(), "dark");
+    assert!(s.cart().is_empty(), "a newer shape reads as the default");
+    assert!(!s.is_changed(), "nothing to write back");
+
+    s.set_theme("light".into()).unwrap();
+    let out = String::from_utf8(s.export().unwrap()).unwrap();
+    assert!(out.starts_with(r#"{"v":5,"#), "{out}");
+    assert!(out.contains(r#""theme":"light""#), "{out}");
+    assert!(
+        out.contains(r#""v5_only":[1, 2.50]"#),
+        "kept byte for byte: {out}"
+    );
+    assert!(out.contains(r#""cart":{"lines":[{"#), "kept: {out}");
+
+    s.set_cart(vec![item(8)]).unwrap();
     assert!(matches!(
-        TypedSession::<ShopV4>::import(&bytes),
-        Err(LoadError::FutureVersion { found: 5, known: 4 })
+        s.export(),
+        Err(Error::NewerSchema {
+            field: "cart",
+            version: 5
+        })
     ));
 }
 

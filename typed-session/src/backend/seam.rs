@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cookies::CookieIn;
-use crate::error::LoadError;
+use crate::error::Error;
 use crate::id::SessionId;
 use crate::store::TypedCache;
 
@@ -58,7 +58,7 @@ pub(crate) struct Payload {
 
 /// Re-applies this request's changes onto another writer's record (the
 /// bytes stored now); used after a lost compare-and-set.
-pub(crate) type Merge<'a> = &'a (dyn Fn(&[u8]) -> Result<Vec<u8>, LoadError> + Send + Sync);
+pub(crate) type Merge<'a> = &'a (dyn Fn(&[u8]) -> Result<Vec<u8>, Error> + Send + Sync);
 
 /// The outcome of a write to an existing session.
 pub(crate) enum Written {

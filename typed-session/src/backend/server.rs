@@ -312,12 +312,16 @@ impl ServerSide {
 }
 
 fn merge_or_give_up(merge: Merge<'_>, theirs: &[u8]) -> Result<Vec<u8>, Error> {
-    merge(theirs).map_err(|e| {
-        tracing::warn!(
-            cause = %crate::error::describe_for_log(&e),
-            "concurrent session write could not be merged"
-        );
-        Error::Conflict
+    merge(theirs).map_err(|e| match e {
+        // Decided, not failed: the answer for this request.
+        Error::NewerSchema { .. } | Error::Load(crate::LoadError::FutureVersion { .. }) => e,
+        e => {
+            tracing::warn!(
+                cause = %crate::error::describe_for_log(&e),
+                "concurrent session write could not be merged"
+            );
+            Error::Conflict
+        }
     })
 }
 
