@@ -18,7 +18,8 @@
 //! }
 //! ```
 //!
-//! See [`assert_recorded`] for what the check does and what it prints.
+//! See `assert_recorded` (feature `schema-check`) for what the check does
+//! and what it prints.
 
 use crate::error::{MigrationError, ValidationError};
 use crate::state::Core;

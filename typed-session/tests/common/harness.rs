@@ -29,6 +29,12 @@ pub trait Harness: Clone + Send + Sync + 'static {
     /// `data`, as an attacker with write access to the store would; `false`
     /// when the backend has no store or the store refused the record.
     fn plant(&self, cookie_value: &str, data: Vec<u8>) -> impl Future<Output = bool> + Send;
+    /// The stored bytes of the session of a cookie value, as text; `None`
+    /// when the backend has no store (or no such record).
+    fn stored(&self, cookie_value: &str) -> impl Future<Output = Option<String>> + Send {
+        let _ = cookie_value;
+        async { None }
+    }
     /// `true` for server-side stores; `false` for cookie mode, where every
     /// write sends a new cookie, an old cookie opens until its deadline and
     /// racing requests are last-response-wins (its documented semantics,
@@ -139,6 +145,11 @@ impl<T: SessionStore + Clone> Harness for Stored<T> {
                 .await,
             Ok(SaveOutcome::Saved)
         )
+    }
+
+    async fn stored(&self, cookie_value: &str) -> Option<String> {
+        let rec = self.store.load(&session_key(cookie_value)).await.ok()??;
+        String::from_utf8(rec.data.to_vec()).ok()
     }
 
     async fn rewrite(&self, cookie_value: &str, f: fn(String) -> String) -> bool {
