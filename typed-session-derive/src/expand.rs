@@ -10,16 +10,22 @@ use syn::{DeriveInput, LitStr};
 use crate::ast::{Field, Input};
 use crate::attr::{DefaultValue, OnInvalid};
 use crate::ctxt::Ctxt;
-use crate::{check, fallback};
+use crate::{check, fallback, recorded};
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
     let parsed = Input::from_syn(&cx, input);
+    let mut tracking = TokenStream::new();
     if let Some(parsed) = &parsed {
         check::check(&cx, parsed);
+        tracking = recorded::check(&cx, parsed);
     }
     match (cx.check(), parsed) {
-        (Ok(()), Some(parsed)) => expand(&parsed, false),
+        (Ok(()), Some(parsed)) => {
+            let mut out = expand(&parsed, false);
+            out.extend(tracking);
+            out
+        }
         // An attribute mistake in a struct that could be read: the errors,
         // then the full expansion as far as it is sound, so that every
         // accessor the user calls exists and the compile shows the real

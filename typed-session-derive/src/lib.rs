@@ -3,8 +3,9 @@
 //! Use it through the `typed_session` crate, which re-exports it; this crate
 //! has no API of its own. The pipeline has one stage per module:
 //! `ast` (typed IR) → `attr` (`#[session(...)]` parsing) → `check`
-//! (rules across attributes) → `expand` (code generation), with
-//! `fallback` emitting a stub impl beside the errors.
+//! (rules across attributes, and `recorded`: the struct against its
+//! recorded stored shape) → `expand` (code generation), with `fallback`
+//! emitting a stub impl beside the errors.
 
 mod ast;
 mod attr;
@@ -12,6 +13,7 @@ mod check;
 mod ctxt;
 mod expand;
 mod fallback;
+mod recorded;
 mod symbol;
 
 use proc_macro::TokenStream;

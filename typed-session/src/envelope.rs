@@ -16,7 +16,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, FieldError, LoadError, describe_for_log};
-use crate::header::{FieldMask, Header, RawEnvelope, split_written, write_header};
+use crate::header::{FieldMask, Header, Newer, RawEnvelope, split_written, write_header};
+use crate::runtime::NewerSchema;
 use crate::schema::{OnInvalid, SessionSchema};
 use crate::store::TypedCache;
 
@@ -29,54 +30,6 @@ pub(crate) struct Decoded<S> {
     pub(crate) migrated_from: Option<u32>,
     /// Set when the record was written by newer code (a higher version).
     pub(crate) newer: Option<Newer>,
-}
-
-/// A record written by newer code (a rolling deploy, or a rollback), as
-/// this code read it: field by field, with everything it could not read
-/// kept as stored, so that a write changes only the fields it changed.
-#[derive(Debug, Clone)]
-pub(crate) struct Newer {
-    /// The record's version, kept on every write.
-    pub(crate) version: u32,
-    /// Every stored field, in stored order, with its value's exact bytes.
-    pub(crate) fields: Vec<(String, Box<RawValue>)>,
-    /// Fields this code knows whose stored values do not decode into its
-    /// types: read as their default, never written by this code.
-    pub(crate) foreign: FieldMask,
-    /// Fields this request has written over the stored bytes (their value
-    /// is now this code's, on every later write of this request too).
-    pub(crate) written: FieldMask,
-}
-
-/// What a layer does with a record written by a newer version of the code
-/// (`SessionLayer::on_newer_schema`).
-///
-/// During a rolling deploy, instances of version N and N + 1 of an app
-/// serve the same sessions. By default version N reads the fields it knows
-/// from a record version N + 1 wrote, writes back only the fields it
-/// changed, keeps everything else byte for byte (fields it does not know,
-/// fields whose stored shape it cannot read) and keeps the record's newer
-/// version, so that N + 1 reads it back as it left it.
-///
-/// ```
-/// use typed_session::{NewerSchema, SessionLayer};
-/// use typed_session::store::MemoryStore;
-///
-/// // Refuse such records instead (503), as before version 0.1 did.
-/// let layer = SessionLayer::new(MemoryStore::new()).on_newer_schema(NewerSchema::Reject);
-/// # let _ = layer;
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum NewerSchema {
-    /// Read the fields this code knows; write only the fields changed, keep
-    /// the rest and the newer version. A write to a field whose stored value
-    /// this code could not read is refused with
-    /// [`Error::NewerSchema`](crate::Error::NewerSchema) (`409`). The default.
-    #[default]
-    ReadKnownFields,
-    /// Refuse the request (`503 session unavailable`, logged at `warn`).
-    Reject,
 }
 
 /// All stored fields.

@@ -50,6 +50,23 @@ impl Header {
     }
 }
 
+/// A record written by newer code (a rolling deploy, or a rollback), as
+/// this code read it: field by field, with everything it could not read
+/// kept as stored, so that a write changes only the fields it changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Newer {
+    /// The record's version, kept on every write.
+    pub(crate) version: u32,
+    /// Every stored field, in stored order, with its value's exact bytes.
+    pub(crate) fields: Vec<(String, Box<RawValue>)>,
+    /// Fields this code knows whose stored values do not decode into its
+    /// types: read as their default, never written by this code.
+    pub(crate) foreign: FieldMask,
+    /// Fields this request has written over the stored bytes (their value
+    /// is now this code's, on every later write of this request too).
+    pub(crate) written: FieldMask,
+}
+
 #[derive(Deserialize)]
 pub(crate) struct RawEnvelope<'a> {
     pub(crate) v: u32,

@@ -20,12 +20,12 @@ use crate::backend::server::ServerSide;
 use crate::clock::{Clock, SystemClock};
 use crate::config::SessionConfig;
 use crate::cookies::{SameSite, check_cookie_name};
-use crate::envelope::NewerSchema;
 use crate::error::{ConfigError, Error, describe_for_log};
 use crate::expiry::Policy;
 use crate::extract::{RequestContext, SlotCell};
 use crate::keys::SigningKey;
 use crate::rejection::SessionRejection;
+use crate::runtime::NewerSchema;
 use crate::runtime::Runtime;
 use crate::store::SessionStore;
 

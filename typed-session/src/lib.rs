@@ -139,7 +139,6 @@ pub use config::{
     CookieModeConfig, FileConfig, MemoryConfig, RedisConfig, SessionConfig, StoreConfig,
 };
 pub use cookies::SameSite;
-pub use envelope::NewerSchema;
 pub use error::{
     ConfigError, Error, FieldError, LoadError, MigrationError, StoreError, ValidationError,
 };
@@ -150,6 +149,7 @@ pub use keys::{MIN_KEY_BYTES, SigningKey};
 pub use layer::{SessionLayer, SessionService};
 pub use rejection::SessionRejection;
 pub use revoke::RevocationList;
+pub use runtime::NewerSchema;
 pub use schema::{OnInvalid, SessionSchema};
 /// The JSON crate the stored form and migrations use, re-exported so that a
 /// migration function (`fn(serde_json::Value) -> Result<serde_json::Value,

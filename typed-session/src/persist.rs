@@ -9,10 +9,11 @@ use tracing::Instrument as _;
 
 use crate::backend::seam::{Found, Merge, Payload, Stored, Written, exact_bytes};
 use crate::cookies::{CookieIn, CookieOut};
-use crate::envelope::{self, Cached, Newer, NewerSchema};
+use crate::envelope::{self, Cached};
 use crate::error::{Error, LoadError, describe_for_log, error_chain};
-use crate::header::{FieldMask, Header};
+use crate::header::{FieldMask, Header, Newer};
 use crate::rejection::SessionRejection;
+use crate::runtime::NewerSchema;
 use crate::runtime::Runtime;
 use crate::schema::SessionSchema;
 use crate::state::{Action, CookieChange, Core, State};

@@ -55,7 +55,7 @@ pub struct Codec<T> {
     encode: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>,
     decode: fn(&str) -> Result<T, serde_json::Error>,
     #[cfg(feature = "schema-check")]
-    trace: fn() -> crate::schema::trace::Traced,
+    trace: fn() -> crate::schema::Traced,
 }
 
 pub fn codec<T: SessionValue>() -> Codec<T> {

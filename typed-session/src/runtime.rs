@@ -7,12 +7,42 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::clock::{Clock, unix_millis};
 use crate::cookies::CookieSettings;
-use crate::envelope::NewerSchema;
 use crate::expiry::Policy;
 use crate::revoke::RevocationList;
 
 /// Default bound on one session's encoded size.
 pub(crate) const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
+
+/// What a layer does with a record written by a newer version of the code
+/// (`SessionLayer::on_newer_schema`).
+///
+/// During a rolling deploy, instances of version N and N + 1 of an app
+/// serve the same sessions. By default version N reads the fields it knows
+/// from a record version N + 1 wrote, writes back only the fields it
+/// changed, keeps everything else byte for byte (fields it does not know,
+/// fields whose stored shape it cannot read) and keeps the record's newer
+/// version, so that N + 1 reads it back as it left it.
+///
+/// ```
+/// use typed_session::{NewerSchema, SessionLayer};
+/// use typed_session::store::MemoryStore;
+///
+/// // Refuse such records instead (503 until the rollout ends).
+/// let layer = SessionLayer::new(MemoryStore::new()).on_newer_schema(NewerSchema::Reject);
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NewerSchema {
+    /// Read the fields this code knows; write only the fields changed, keep
+    /// the rest and the newer version. A write to a field whose stored value
+    /// this code could not read is refused with
+    /// [`Error::NewerSchema`](crate::Error::NewerSchema) (`409`). The default.
+    #[default]
+    ReadKnownFields,
+    /// Refuse the request (`503 session unavailable`, logged at `warn`).
+    Reject,
+}
 
 /// Settings and backend shared by every request of one layer.
 #[derive(Clone)]

@@ -6,8 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::backend::seam::Stored;
-use crate::envelope::Newer;
-use crate::header::{FieldMask, Header};
+use crate::header::{FieldMask, Header, Newer};
 use crate::runtime::Runtime;
 
 /// The state of one session shared by every handle of one request.

@@ -153,8 +153,13 @@ pub struct FieldType {
     #[cfg_attr(not(feature = "schema-check"), allow(dead_code))]
     pub(crate) type_name: &'static str,
     #[cfg(feature = "schema-check")]
-    pub(crate) trace: fn() -> trace::Traced,
+    pub(crate) trace: fn() -> Traced,
 }
+
+/// A field type's traced format and the containers it reaches.
+#[cfg(feature = "schema-check")]
+pub(crate) type Traced =
+    Result<(serde_reflection::Format, serde_reflection::Registry), serde_reflection::Error>;
 
 /// What the runtime knows about one field.
 #[doc(hidden)]

@@ -17,7 +17,7 @@ use serde_reflection::{
 };
 
 use super::shape::{Def, Recorded, Shape, Variant};
-use super::{FieldType, FieldTypes, SessionSchema};
+use super::{FieldType, FieldTypes, SessionSchema, Traced};
 
 /// The shape of `S` as its code stands, with the fields that could not be
 /// traced and why.
@@ -112,9 +112,6 @@ fn categorize(e: &serde_reflection::Error) -> (&'static str, &'static str) {
 /// not yet fully seen) and most restarts (each learns nested enums' names).
 const MAX_PASSES: usize = 4096;
 const MAX_RESTARTS: usize = 16;
-
-/// A field type's traced format and the containers it reaches.
-pub(crate) type Traced = Result<(Format, serde_reflection::Registry), serde_reflection::Error>;
 
 /// Traces `T` until every variant of every enum it reaches is seen.
 pub(crate) fn traced<T: DeserializeOwned>() -> Traced {
