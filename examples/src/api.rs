@@ -86,6 +86,13 @@ pub(crate) async fn delete_me(
 ) -> Response {
     match current_user(&app, &session) {
         Ok(user) => {
+            // Every session of the account ends (this one and any other
+            // device's), before the account goes.
+            if let Err(e) = app.revocations.revoke_all(&crate::subject(user.id)).await {
+                eprintln!("shop: revoking the sessions of a deleted account failed: {e}");
+                return fail(StatusCode::SERVICE_UNAVAILABLE, 5003, "try again");
+            }
+            session.destroy();
             app.users.delete(user.id);
             ok(json!({ "deleted": user.id }))
         }

@@ -21,8 +21,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use typed_session::store::SessionStore;
-use typed_session::{SessionConfig, SessionLayer, StoreConfig, TypedSession, ValidationError};
+use typed_session::store::{MemoryStore, SessionStore};
+use typed_session::{
+    RevocationList, SessionConfig, SessionLayer, StoreConfig, TypedSession, ValidationError,
+};
 
 pub use session::{CartLine, Preferences, Registration, ShopSession};
 pub use users::{CATALOGUE, Product, Role, User, Users};
@@ -31,10 +33,28 @@ pub use users::{CATALOGUE, Product, Role, User, Users};
 pub const MAX_BODY_BYTES: usize = 4096;
 
 /// What every handler shares.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct App {
     /// The accounts.
     pub users: Users,
+    /// Ends every session of a user (deleting an account); `shop_app` puts
+    /// it on the session layer. In memory: one process. Several instances
+    /// would give it a shared store (`RevocationList::new(redis_store)`).
+    pub revocations: RevocationList,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App {
+            users: Users::default(),
+            revocations: RevocationList::new(MemoryStore::new()),
+        }
+    }
+}
+
+/// The subject a signed-in session is bound to, for revocation.
+fn subject(user_id: u64) -> String {
+    format!("user:{user_id}")
 }
 
 fn now_secs() -> u64 {
@@ -119,7 +139,7 @@ fn sign_in(
             s.registration = Registration::NotStarted;
         }
     })?;
-    session.set_subject(Some(&format!("user:{}", user.id)));
+    session.set_subject(Some(&subject(user.id)));
     session.success().push(format!("welcome, {}", user.name));
     Ok(())
 }
@@ -199,7 +219,7 @@ pub fn shop_app(layer: SessionLayer, app: App) -> Router {
         .route("/api/stats", get(api::stats))
         .merge(pages::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(layer)
+        .layer(layer.with_revocation(app.revocations.clone()))
         .with_state(app)
         .route("/healthz", get(|| async { "ok" }))
 }

@@ -107,7 +107,16 @@ impl Users {
         if map.values().any(|u| u.email.eq_ignore_ascii_case(email)) {
             return None;
         }
-        let id = map.keys().next_back().copied().unwrap_or(0) + 1;
+        // Random, never "highest + 1": an id is never given to a second
+        // account (a deleted account's sessions, or a session from before a
+        // restart of this in-memory demo, can never name a new one). Below
+        // 2^53, so JavaScript reads it exactly.
+        let id = loop {
+            let id = rand::random_range(1u64 << 32..1u64 << 53);
+            if !map.contains_key(&id) {
+                break id;
+            }
+        };
         let user = User {
             id,
             email: email.into(),
@@ -120,7 +129,8 @@ impl Users {
         Some(user)
     }
 
-    /// Deletes an account (its sessions find out on their next request).
+    /// Deletes an account. Its sessions end through the app's revocation
+    /// list (see `DELETE /api/me`); its id is never given out again.
     pub fn delete(&self, id: u64) -> bool {
         self.write().remove(&id).is_some()
     }

@@ -345,12 +345,12 @@ async fn every_api_route(backend: Backend) {
     b.get("/cart").await;
     assert_eq!(b.api("GET", "/api/stats", None).await.1["pageViews"], 2);
 
-    // The account deleted: the next /api/me ends the session (2002), then 2001.
+    // The account deleted: its session ends at once (the cookie removed).
     let (_, gone) = b.api("DELETE", "/api/me", None).await;
     assert_eq!(gone["deleted"], 1);
+    assert!(b.cookie.is_none(), "the cookie is removed");
     let (status, body) = b.api("GET", "/api/me", None).await;
-    assert_eq!((status, body["code"].clone()), (401, json!(2002)));
-    assert_eq!(b.api("GET", "/api/me", None).await.1["code"], 2001);
+    assert_eq!((status, body["code"].clone()), (401, json!(2001)));
 
     // Registration, in order only; completing it creates the user and logs in.
     let mut r = Browser::new(server.addr);
@@ -537,6 +537,63 @@ async fn v1_sessions_are_migrated(backend: Backend) {
     assert!(b.get("/register").await.body.contains("step 2 of 3, new"));
 }
 
+/// Registers `name` through the three steps; the new user's id.
+async fn register(b: &mut Browser, name: &str) -> u64 {
+    let email = format!("{}@example.com", name.to_lowercase());
+    let (status, _) = b
+        .api(
+            "POST",
+            "/api/register/step1",
+            Some(json!({"name": name, "email": email})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let step2 = json!({"street": "1 Tea Street", "city": "Leeds", "zip": "LS1 1AA"});
+    assert_eq!(
+        b.api("POST", "/api/register/step2", Some(step2)).await.0,
+        200
+    );
+    let (status, body) = b.api("POST", "/api/register/complete", None).await;
+    assert_eq!(status, 200, "{body}");
+    body["user"]["id"].as_u64().unwrap()
+}
+
+/// Finding (high): new accounts took "highest id + 1" and deleting an
+/// account neither ended its sessions nor revoked them, so a cookie kept
+/// from a deleted account signed in as the next person to register. Now
+/// ids are random and never reused, and deleting an account revokes every
+/// session of it (the revocation list, on every backend, cookie mode too).
+async fn a_deleted_account_stays_out(backend: Backend) {
+    let server = serve(shop_app(backend.layer(), App::default())).await;
+    let mut attacker = Browser::new(server.addr);
+    let mallory = register(&mut attacker, "Mallory").await;
+    assert!(mallory > 2, "not a seed id");
+    // A copy of the cookie, taken before the deletion (another device).
+    let kept = attacker.cookie.clone();
+    let mut copy = Browser::new(server.addr);
+    copy.cookie = kept.clone();
+    assert_eq!(
+        copy.api("GET", "/api/me", None).await.1["user"]["id"],
+        mallory
+    );
+
+    let (status, gone) = attacker.api("DELETE", "/api/me", None).await;
+    assert_eq!((status, gone["deleted"].as_u64()), (200, Some(mallory)));
+    let (status, body) = copy.api("GET", "/api/me", None).await;
+    assert_eq!((status, body["code"].clone()), (401, json!(2001)), "{body}");
+
+    // The next people to register get other ids; the old cookie is nobody.
+    for name in ["Victim", "Trent"] {
+        let mut victim = Browser::new(server.addr);
+        let id = register(&mut victim, name).await;
+        assert_ne!(id, mallory, "an id was reused");
+        let mut stale = Browser::new(server.addr);
+        stale.cookie = kept.clone();
+        let (status, body) = stale.api("GET", "/api/me", None).await;
+        assert_eq!(status, 401, "the old cookie signed in: {body}");
+    }
+}
+
 macro_rules! on_every_backend {
     ($($name:ident => $backend:expr),* $(,)?) => {
         $(
@@ -551,6 +608,11 @@ macro_rules! on_every_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn html_forms_with_csrf() {
                     super::html_forms_with_csrf($backend).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn a_deleted_account_stays_out() {
+                    super::a_deleted_account_stays_out($backend).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
