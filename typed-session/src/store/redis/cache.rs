@@ -24,6 +24,14 @@
 //! * When the connection ends, the messages it would have carried are lost:
 //!   every copy becomes a suspect, and so does a copy whose check failed
 //!   on its way.
+//! * This instance's own writes (delete, save, touch, regenerate) are
+//!   marked from before their command is sent until its reply is back
+//!   ([`Cache::begin_write`]): a read of the key that starts meanwhile may
+//!   reach Redis before the write or after it, and Redis does not tell
+//!   this connection about its own `DEL` (`NOLOOP`), so its reply is kept
+//!   only as a suspect, never trusted. A read that started before the mark
+//!   loses its reservation; one that starts after the reply cannot reach
+//!   Redis before the write. No stale copy, whatever the interleaving.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -74,6 +82,8 @@ struct State {
     /// eviction; an entry whose key has gone (or come back since) is stale
     /// and skipped.
     order: VecDeque<(SessionKey, u64)>,
+    /// Keys with a write of this instance in flight, and how many.
+    writing: HashMap<SessionKey, u32>,
 }
 
 impl State {
@@ -107,6 +117,7 @@ impl Cache {
                 next_ticket: 0,
                 slots: HashMap::new(),
                 order: VecDeque::new(),
+                writing: HashMap::new(),
             }),
         }
     }
@@ -180,7 +191,9 @@ impl Cache {
             return None;
         }
         let mut st = self.state();
-        let trusted = st.tracking;
+        // During this instance's own write the reply may predate it, and
+        // no message would say so: a suspect at best.
+        let trusted = st.tracking && !st.writing.contains_key(key);
         st.next_ticket += 1;
         let ticket = Ticket(st.next_ticket);
         let State { slots, order, .. } = &mut *st;
@@ -247,10 +260,31 @@ impl Cache {
         }
     }
 
-    /// Drops what is held for `key`, a copy or a reservation (this
-    /// instance is about to change it).
-    pub(super) fn invalidate(&self, key: &SessionKey) {
-        self.state().slots.remove(key);
+    /// This instance is about to change `key`: what is held for it (a copy,
+    /// a reservation) goes, and until the guard is dropped (the write's
+    /// reply is back, or the write failed) no reply about it is trusted.
+    pub(super) fn begin_write<'a>(&'a self, keys: &[&SessionKey]) -> WriteGuard<'a> {
+        let mut st = self.state();
+        for key in keys {
+            st.slots.remove(*key);
+            *st.writing.entry(**key).or_insert(0) += 1;
+        }
+        WriteGuard {
+            cache: self,
+            keys: keys.iter().map(|k| **k).collect(),
+        }
+    }
+
+    fn end_write(&self, keys: &[SessionKey]) {
+        let mut st = self.state();
+        for key in keys {
+            if let Some(n) = st.writing.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    st.writing.remove(key);
+                }
+            }
+        }
     }
 
     /// Redis says `key` changed: a copy, or the reply to a command on its
@@ -276,6 +310,19 @@ impl Cache {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.state().slots.len()
+    }
+}
+
+/// A write of this instance in flight (see [`Cache::begin_write`]); ends
+/// when dropped, on every path (a reply, an error, a cancelled request).
+pub(super) struct WriteGuard<'a> {
+    cache: &'a Cache,
+    keys: Vec<SessionKey>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.cache.end_write(&self.keys);
     }
 }
 
@@ -409,8 +456,65 @@ mod tests {
         message(&cache, &key);
         assert!(cache.get(&key).is_none());
         assert_eq!(cache.suspect(&key).unwrap().data, "b".as_bytes());
-        cache.invalidate(&key);
+        drop(cache.begin_write(&[&key]));
         assert!(cache.suspect(&key).is_none(), "this instance changes it");
+    }
+
+    /// Finding (issue 22, item 1): a delete dropped the copy, then sent
+    /// `DEL`; a load of the same key starting between the two could reach
+    /// Redis first, and its reply (the deleted record) was kept as a trusted
+    /// copy, since `NOLOOP` keeps this connection's own `DEL` unreported.
+    /// The reply to a read that starts during this instance's own write is
+    /// never trusted, whatever order Redis saw them in.
+    #[test]
+    fn a_read_during_an_own_write_is_never_trusted() {
+        let cache = Arc::new(Cache::new(10));
+        cache.relink(1, true);
+        let key = SessionKey::from_bytes([7; 32]);
+        let ticket = cache.reserve(&key);
+        cache.fill(&key, ticket, record("live"));
+        assert!(cache.get(&key).is_some());
+
+        // delete: the mark, then (a load's GET lands first, its reply
+        // comes back after the DEL's), then the DEL's reply.
+        let writing = cache.begin_write(&[&key]);
+        let read = cache.reserve(&key);
+        cache.fill(&key, read, record("deleted"));
+        drop(writing);
+        assert!(cache.get(&key).is_none(), "a stale copy was trusted");
+        assert_eq!(
+            cache.suspect(&key).unwrap().data,
+            "deleted".as_bytes(),
+            "kept only to be checked (a GETRANGE finds it gone)"
+        );
+
+        // The reply arrives after the write is over: the same.
+        let writing = cache.begin_write(&[&key]);
+        let read = cache.reserve(&key);
+        drop(writing);
+        cache.fill(&key, read, record("older"));
+        assert!(cache.get(&key).is_none());
+
+        // A read that started before the write loses its reservation.
+        let read = cache.reserve(&key);
+        let writing = cache.begin_write(&[&key]);
+        cache.fill(&key, read, record("before"));
+        drop(writing);
+        assert!(cache.get(&key).is_none() && cache.suspect(&key).is_none());
+
+        // Two writes in flight (a save and a delete): trusted only after both.
+        let (w1, w2) = (cache.begin_write(&[&key]), cache.begin_write(&[&key]));
+        drop(w1);
+        let read = cache.reserve(&key);
+        cache.fill(&key, read, record("between"));
+        drop(w2);
+        assert!(cache.get(&key).is_none());
+
+        // After the writes, a read is trusted again.
+        let read = cache.reserve(&key);
+        cache.fill(&key, read, record("after"));
+        assert_eq!(cache.get(&key).unwrap().data, "after".as_bytes());
+        assert!(cache.state().writing.is_empty());
     }
 
     #[test]
@@ -424,7 +528,7 @@ mod tests {
         assert_eq!(cache.suspect(&key).unwrap().data, "kept".as_bytes());
 
         let ticket = cache.reserve(&key);
-        cache.invalidate(&key);
+        drop(cache.begin_write(&[&key]));
         cache.keep(&key, ticket, record("late").unwrap());
         assert!(
             cache.suspect(&key).is_none(),

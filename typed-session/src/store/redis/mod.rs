@@ -893,6 +893,7 @@ impl SessionStore for RedisStore {
         record: Record,
         expected: u64,
     ) -> Result<SaveOutcome, StoreError> {
+        let _writing = self.cache().map(|c| c.begin_write(&[key]));
         let ticket = self.cache().and_then(|c| c.reserve(key));
         // PXAT takes a plain number (no padding).
         let at = unix_millis(record.expires_at).to_string();
@@ -917,18 +918,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-        // The copy goes before the command does.
-        if let Some(cache) = self.cache() {
-            cache.invalidate(key);
-        }
+        // The copy goes before the command does, and no read that starts
+        // before its reply is back is trusted.
+        let _writing = self.cache().map(|c| c.begin_write(&[key]));
         self.del(self.key(key)).await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: SystemTime) -> Result<bool, StoreError> {
         // The copy's expiry would be stale: it goes (the next load reads).
-        if let Some(cache) = self.cache() {
-            cache.invalidate(key);
-        }
+        let _writing = self.cache().map(|c| c.begin_write(&[key]));
         // The header field is padded; PEXPIREAT takes a plain number.
         let at = unix_millis(expires_at);
         let touched = self
@@ -952,6 +950,7 @@ impl SessionStore for RedisStore {
         let at = unix_millis(record.expires_at);
         let value = encode(&record);
         let expected = field(expected);
+        let _writing = self.cache().map(|c| c.begin_write(&[old, new]));
         if matches!(self.inner.target, Target::Node(_)) {
             let tickets = self.cache().map(|c| (c.reserve(old), c.reserve(new)));
             let at = at.to_string();
