@@ -250,15 +250,11 @@ pub struct DemoConfig {
 /// plain HTTP on 127.0.0.1. A bad variable is an error naming it.
 pub fn layer_from_env() -> Result<DemoConfig, String> {
     let mut warnings = Vec::new();
-    let mut config = SessionConfig::from_env().map_err(|e| e.to_string())?;
+    let mut config = SessionConfig::from_env_with_default(StoreConfig::File(
+        typed_session::FileConfig::default(),
+    ))
+    .map_err(|e| e.to_string())?;
     let var = |name: &str| std::env::var_os(name).is_some();
-    if !var("SESSION_DRIVER") {
-        let mut file = typed_session::FileConfig::default();
-        if let Some(path) = std::env::var_os("SESSION_FILE_PATH") {
-            file.path = path.into();
-        }
-        config.store = StoreConfig::File(file);
-    }
     if !var("SESSION_SECURE") {
         config.secure = false;
     }

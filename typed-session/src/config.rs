@@ -124,6 +124,11 @@ pub struct FileConfig {
     pub sweep_interval_secs: u64,
     /// Largest record file read, in bytes (default 1 MiB).
     pub max_record_bytes: usize,
+    /// Most sessions kept (default 1,000,000); past it anonymous sessions
+    /// are evicted, signed-in ones never (see `FileStore`).
+    pub capacity: usize,
+    /// Most bytes of record files kept (default 1 GiB), with the same policy.
+    pub max_bytes: u64,
 }
 
 impl Default for FileConfig {
@@ -132,6 +137,8 @@ impl Default for FileConfig {
             path: PathBuf::from("storage/sessions"),
             sweep_interval_secs: 300,
             max_record_bytes: 1 << 20,
+            capacity: 1_000_000,
+            max_bytes: 1 << 30,
         }
     }
 }
@@ -375,6 +382,8 @@ const BACKEND_VARS: &[(&str, &[&str])] = &[
             "SESSION_FILE_PATH",
             "SESSION_FILE_SWEEP_INTERVAL",
             "SESSION_FILE_MAX_RECORD_BYTES",
+            "SESSION_FILE_CAPACITY",
+            "SESSION_FILE_MAX_BYTES",
         ],
     ),
     (
@@ -406,7 +415,7 @@ impl SessionConfig {
     /// | `SESSION_MAX_AGE`, `SESSION_IDLE_TIMEOUT`, `SESSION_ABSOLUTE_TIMEOUT` | seconds, or `none` |
     /// | `SESSION_MAX_SESSION_BYTES` | bytes |
     /// | `SESSION_MEMORY_CAPACITY`, `SESSION_MEMORY_MAX_BYTES` | memory store: sessions, bytes |
-    /// | `SESSION_FILE_PATH`, `SESSION_FILE_SWEEP_INTERVAL`, `SESSION_FILE_MAX_RECORD_BYTES` | file store: directory, seconds, bytes |
+    /// | `SESSION_FILE_PATH`, `SESSION_FILE_SWEEP_INTERVAL`, `SESSION_FILE_MAX_RECORD_BYTES`, `SESSION_FILE_CAPACITY`, `SESSION_FILE_MAX_BYTES` | file store: directory, seconds, bytes, sessions, bytes |
     /// | `REDIS_URL`, `SESSION_REDIS_PREFIX`, `SESSION_REDIS_CLUSTER`, `SESSION_REDIS_CONNECT_TIMEOUT_MS`, `SESSION_REDIS_COMMAND_TIMEOUT_MS`, `SESSION_REDIS_LOCAL_CACHE`, `SESSION_REDIS_CA_FILE` | Redis store (`REDIS_URL` is read only with `SESSION_DRIVER=redis`) |
     /// | `SESSION_COOKIE_COMPRESS` | encrypted-cookie mode: `true` / `false` |
     ///
@@ -415,7 +424,26 @@ impl SessionConfig {
     /// backend than the selected one are ignored. The result is checked as
     /// [`SessionConfig::validate`] does.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut config = SessionConfig::default();
+        SessionConfig::from_env_with_default(StoreConfig::default())
+    }
+
+    /// [`from_env`](Self::from_env), with `store` as the backend when
+    /// `SESSION_DRIVER` is not set (its variables still apply): for an app
+    /// whose embedded default is not the memory store.
+    ///
+    /// ```
+    /// use typed_session::{FileConfig, SessionConfig, StoreConfig};
+    ///
+    /// # if std::env::var_os("SESSION_DRIVER").is_none() {
+    /// let config = SessionConfig::from_env_with_default(StoreConfig::File(FileConfig::default())).unwrap();
+    /// assert_eq!(config.store.driver(), "file");
+    /// # }
+    /// ```
+    pub fn from_env_with_default(store: StoreConfig) -> Result<Self, ConfigError> {
+        let mut config = SessionConfig {
+            store,
+            ..SessionConfig::default()
+        };
         for (driver, vars) in BACKEND_VARS {
             if compiled_in(driver) {
                 continue;
@@ -462,6 +490,12 @@ impl SessionConfig {
                 }
                 if let Some(v) = env_number("SESSION_FILE_MAX_RECORD_BYTES", "a number of bytes")? {
                     f.max_record_bytes = v;
+                }
+                if let Some(v) = env_number("SESSION_FILE_CAPACITY", "a number of sessions")? {
+                    f.capacity = v;
+                }
+                if let Some(v) = env_number("SESSION_FILE_MAX_BYTES", "a number of bytes")? {
+                    f.max_bytes = v;
                 }
             }
             StoreConfig::Redis(r) => {

@@ -197,7 +197,9 @@ impl SessionLayer {
                 .map_err(|e| ConfigError::StoreUnavailable {
                     driver: "file",
                     reason: crate::error::error_chain(&e),
-                })?;
+                })?
+                .with_capacity(f.capacity)
+                .with_max_bytes(f.max_bytes);
                 Self::from_config_with_store(config, store)
             }
             #[cfg(feature = "redis-store")]

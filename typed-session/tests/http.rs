@@ -211,25 +211,30 @@ async fn a_missing_file_store_directory_gives_503_then_recovers() {
     );
 }
 
-/// Makes `dir` refuse new files, even to root: permissions first, then the
-/// immutable attribute (`chattr +i`) where permissions do not bind (root).
+/// Makes a file store's directory (and its record subdirectories) refuse
+/// new files, even to root: permissions first, then the immutable
+/// attribute (`chattr +i`) where permissions do not bind (root).
 #[cfg(feature = "file-store")]
 fn make_read_only(dir: &std::path::Path, on: bool) {
     use std::os::unix::fs::PermissionsExt;
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend((0..256).map(|s| dir.join(format!("{s:02x}"))));
     if !on {
         let _ = std::process::Command::new("chattr")
             .arg("-i")
-            .arg(dir)
+            .args(&dirs)
             .status();
     }
     let mode = if on { 0o500 } else { 0o700 };
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
-    let probe = dir.join("probe-writable");
+    for d in &dirs {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let probe = dirs[1].join("probe-writable");
     if on && std::fs::write(&probe, b"").is_ok() {
         std::fs::remove_file(&probe).unwrap();
         let status = std::process::Command::new("chattr")
             .arg("+i")
-            .arg(dir)
+            .args(&dirs)
             .status();
         assert!(
             status.is_ok_and(|s| s.success()),

@@ -283,6 +283,10 @@ async fn the_byte_budget_holds() {
 }
 
 #[cfg(feature = "file-store")]
+#[path = "common/file.rs"]
+mod file_common;
+
+#[cfg(feature = "file-store")]
 mod file {
     //! `FileStore`: the contract, then what only a file store has to get
     //! right: crash safety, permissions, bounded reads, two processes, sweeping.
@@ -291,6 +295,7 @@ mod file {
 
     use super::common::harness::TempDir;
     use super::common::store_suite::{HOUR, key, record};
+    use super::file_common::{record_files, record_path};
     use typed_session::SessionKey;
     use typed_session::store::{FileStore, Record, SaveOutcome, SessionStore};
 
@@ -307,7 +312,7 @@ mod file {
         let store = FileStore::open(&root).unwrap();
         let k = key(1);
         assert!(store.create(&k, record("x", 1, HOUR)).await.unwrap());
-        let path = root.join(k.to_string());
+        let path = record_path(&root, &k);
         assert!(path.exists(), "one file, named by the key's hex");
         #[cfg(unix)]
         {
@@ -315,6 +320,7 @@ mod file {
             let mode =
                 |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(&root), 0o700);
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
             assert_eq!(mode(&path), 0o600);
         }
     }
@@ -326,7 +332,8 @@ mod file {
         let k = key(2);
         assert!(store.create(&k, record("old", 1, HOUR)).await.unwrap());
         // A write that crashed before its rename: a partial temporary file.
-        let tmp = dir.path().join(format!(".tmp-0-record-{}", "ab".repeat(8)));
+        let tmp =
+            record_path(dir.path(), &k).with_file_name(format!(".tmp-0-record-{}", "ab".repeat(8)));
         std::fs::write(&tmp, b"TSF1\x02\0\0\0\0\0\0\0ne").unwrap();
         let got = store.load(&k).await.unwrap().unwrap();
         assert_eq!(
@@ -336,7 +343,7 @@ mod file {
         );
         // A record file that is not ours (torn by something else, or planted).
         let other = key(3);
-        std::fs::write(dir.path().join(other.to_string()), b"garbage").unwrap();
+        std::fs::write(record_path(dir.path(), &other), b"garbage").unwrap();
         assert_eq!(store.load(&other).await.unwrap(), None, "refused, no panic");
         // The sweeper removes what the crash left, and nothing live.
         let removed = store.sweep().unwrap();
@@ -352,7 +359,7 @@ mod file {
         let k = key(4);
         let mut big = b"TSF1\x01\0\0\0\0\0\0\0".to_vec();
         big.extend(std::iter::repeat_n(b'{', 2 << 20));
-        let path = dir.path().join(k.to_string());
+        let path = record_path(dir.path(), &k);
         std::fs::write(&path, &big).unwrap();
         let f = std::fs::File::options().write(true).open(&path).unwrap();
         f.set_modified(SystemTime::now() + HOUR).unwrap();
@@ -376,7 +383,7 @@ mod file {
         let store = open(&dir);
         let k = key(6);
         assert!(store.create(&k, record("t", 1, HOUR)).await.unwrap());
-        let path = dir.path().join(k.to_string());
+        let path = record_path(dir.path(), &k);
         let before = std::fs::metadata(&path).unwrap();
         let later = SystemTime::now() + 2 * HOUR;
         assert!(store.touch(&k, later).await.unwrap());
@@ -436,12 +443,7 @@ mod file {
                 .await
                 .unwrap()
         );
-        let files = || {
-            std::fs::read_dir(dir.path())
-                .unwrap()
-                .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().len() == 64))
-                .count()
-        };
+        let files = || record_files(dir.path()).len();
         assert_eq!(files(), 21);
         // Bounded wait for a background pass (every second).
         for _ in 0..100 {
@@ -677,8 +679,8 @@ mod file {
         // Every record file in the directory is whole: it loads, and its
         // body is one of the two bodies its writer ever wrote.
         let mut files = 0;
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        for path in record_files(dir.path()) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let Some(k) = SessionKey::from_hex(&name) else {
                 continue;
             };
