@@ -36,8 +36,8 @@ async fn main() -> ExitCode {
         eprintln!("shop: warning: {warning}");
     }
     println!(
-        "typed-session shop on http://127.0.0.1:{port} ({})",
-        config.store
+        "typed-session shop on http://127.0.0.1:{port} ({}; {})",
+        config.store, config.mode
     );
     let served = axum::serve(listener, shop_app(config.layer, App::default()))
         .with_graceful_shutdown(async {

@@ -236,8 +236,11 @@ pub fn demo_layer(store: impl SessionStore) -> SessionLayer {
 pub struct DemoConfig {
     /// The layer to serve with.
     pub layer: SessionLayer,
-    /// Which store it uses, for the start-up line.
+    /// Which store it uses, for the start-up line (a Redis URL redacted).
     pub store: String,
+    /// Which mode it runs in, for the start-up line: `development`
+    /// (`Secure` off, a generated secret) or `production`.
+    pub mode: String,
     /// Settings the demo chose for the operator (printed as warnings).
     pub warnings: Vec<String>,
 }
@@ -258,7 +261,21 @@ pub fn layer_from_env() -> Result<DemoConfig, String> {
     if !var("SESSION_SECURE") {
         config.secure = false;
     }
-    if config.secrets.is_empty() {
+    // A generated secret is for local development only: a deployment that
+    // asks for Secure cookies must bring its own.
+    if config.secure && config.secrets.is_empty() {
+        return Err(
+            "SESSION_SECURE=true needs SESSION_SECRET (a generated secret is for local development only; generate one with `openssl rand -base64 48`)"
+                .to_owned(),
+        );
+    }
+    let generated = config.secrets.is_empty();
+    let mode = match (config.secure, generated) {
+        (true, _) => "production mode: Secure cookies, secret from SESSION_SECRET".to_owned(),
+        (false, true) => "development mode: Secure off (plain http), a generated secret".to_owned(),
+        (false, false) => "development mode: Secure off (plain http)".to_owned(),
+    };
+    if generated {
         let bytes: [u8; 32] = rand::random();
         config.secrets = vec![bytes.iter().map(|b| format!("{b:02x}")).collect()];
         warnings.push(
@@ -268,13 +285,14 @@ pub fn layer_from_env() -> Result<DemoConfig, String> {
     }
     let store = match &config.store {
         StoreConfig::File(f) => format!("file store in {}", f.path.display()),
-        StoreConfig::Redis(r) => format!("redis store at {}", r.url),
+        StoreConfig::Redis(r) => format!("redis store at {}", r.redacted_url()),
         other => format!("{} store", other.driver()),
     };
     let layer = SessionLayer::from_config(&config).map_err(|e| e.to_string())?;
     Ok(DemoConfig {
         layer,
         store,
+        mode,
         warnings,
     })
 }

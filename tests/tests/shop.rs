@@ -680,6 +680,56 @@ fn bad_configuration_stops_start_up_naming_the_variable() {
     }
 }
 
+/// Findings (issue 22, items 5 and 13): the start-up line printed
+/// `REDIS_URL` with its password, and `SESSION_SECURE=true` started with a
+/// generated secret. Now the URL is redacted, the mode is said, and a
+/// secure deployment without a secret does not start.
+#[test]
+fn the_demo_says_its_mode_and_never_prints_a_password() {
+    let dir = std::env::temp_dir().join("typed-session-shop-mode");
+    let out = std::process::Command::new(shop_binary())
+        .env("SESSION_SECURE", "true")
+        .env_remove("SESSION_SECRET")
+        .env("SESSION_FILE_PATH", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SESSION_SECURE=true needs SESSION_SECRET"),
+        "{stderr}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(shop_binary())
+        .env("PORT", port.to_string())
+        .env("SESSION_DRIVER", "redis")
+        .env("REDIS_URL", "redis://:topsecret-pw@127.0.0.1:1")
+        .env(
+            "SESSION_SECRET",
+            "Zq7xP2mK9vL4nR8tW3yB6cF1hJ5dG0sA-production-like",
+        )
+        .env("SESSION_SECURE", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("topsecret-pw"), "{all}");
+    assert!(all.contains("production mode"), "{all}");
+}
+
 #[tokio::test]
 async fn the_demo_starts_on_its_default_store_with_a_development_secret() {
     let dir = TempDir::new("shop-start");
@@ -735,6 +785,7 @@ async fn the_demo_starts_on_its_default_store_with_a_development_secret() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("file store in"), "{stdout}");
+    assert!(stdout.contains("development mode"), "{stdout}");
     assert!(stderr.contains("SESSION_SECRET is not set"), "{stderr}");
 }
 

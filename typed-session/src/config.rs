@@ -183,15 +183,57 @@ impl Default for RedisConfig {
     }
 }
 
+impl RedisConfig {
+    /// `url` with every node's credentials (user, password) and query
+    /// replaced by `<redacted>`: what logs and start-up lines may show.
+    ///
+    /// ```
+    /// use typed_session::RedisConfig;
+    ///
+    /// let mut c = RedisConfig::default();
+    /// c.url = "redis://a:p@ss@10.0.0.1:7000,redis://:s3cret@10.0.0.2:7000/0".into();
+    /// assert_eq!(
+    ///     c.redacted_url(),
+    ///     "redis://<redacted>@10.0.0.1:7000,redis://<redacted>@10.0.0.2:7000/0"
+    /// );
+    /// ```
+    pub fn redacted_url(&self) -> String {
+        redact_urls(&self.url)
+    }
+}
+
+/// Each comma-separated URL with its userinfo (everything before the last
+/// `@` of what follows `scheme://`: a password may itself hold `@` or `/`)
+/// and its query (`?password=...`) redacted.
+fn redact_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(|one| {
+            let (scheme, rest) = match one.split_once("://") {
+                Some((scheme, rest)) => (Some(scheme), rest),
+                None => (None, one),
+            };
+            let rest = match rest.rfind('@') {
+                Some(at) => format!("<redacted>@{}", &rest[at + 1..]),
+                None => rest.to_owned(),
+            };
+            let rest = match rest.split_once('?') {
+                Some((before, _)) => format!("{before}?<redacted>"),
+                None => rest,
+            };
+            match scheme {
+                Some(scheme) => format!("{scheme}://{rest}"),
+                None => rest,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may carry a password.
-        let url = match self.url.split_once('@') {
-            Some((_, host)) => format!("<redacted>@{host}"),
-            None => self.url.clone(),
-        };
+        // The URLs may carry passwords.
         f.debug_struct("RedisConfig")
-            .field("url", &url)
+            .field("url", &self.redacted_url())
             .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -266,8 +308,15 @@ pub struct SessionConfig {
     pub absolute_timeout_secs: Option<u64>,
     /// Re-send the cookie (refreshing `Max-Age`) on every response that uses the session.
     pub rolling: bool,
-    /// Secrets, newest first: the first signs, all verify. Each at least 32 bytes.
+    /// Secrets, newest first: the first signs, all verify. Each at least 32
+    /// bytes, and not an obvious placeholder (see `SigningKey::new`).
     pub secrets: Vec<String>,
+    /// Accept weak secrets (a short pattern repeated, plain words, little
+    /// estimated entropy) with a `warn` log instead of refusing to start
+    /// (default `false`; `SESSION_ALLOW_WEAK_SECRETS`). What it costs: a
+    /// guessable secret lets anyone forge session ids and, in cookie mode,
+    /// read and forge sessions. For a migration period only.
+    pub allow_weak_secrets: bool,
     /// Largest encoded session, in bytes (default 65,536); a write past it
     /// is refused with a `413`.
     pub max_session_bytes: usize,
@@ -289,6 +338,7 @@ impl Default for SessionConfig {
             absolute_timeout_secs: Some(7 * 24 * 3600),
             rolling: false,
             secrets: Vec::new(),
+            allow_weak_secrets: false,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
         }
     }
@@ -313,6 +363,7 @@ impl fmt::Debug for SessionConfig {
                 "secrets",
                 &format_args!("[<{} redacted>]", self.secrets.len()),
             )
+            .field("allow_weak_secrets", &self.allow_weak_secrets)
             .field("max_session_bytes", &self.max_session_bytes)
             .finish()
     }
@@ -410,6 +461,7 @@ impl SessionConfig {
     /// | `SESSION_PREVIOUS_SECRETS` | older secrets still accepted, comma-separated (so they cannot contain commas) |
     /// | `SESSION_COOKIE_NAME` | cookie name |
     /// | `SESSION_SECURE`, `SESSION_HTTP_ONLY`, `SESSION_HOST_PREFIX`, `SESSION_ROLLING` | `true` / `false` |
+    /// | `SESSION_ALLOW_WEAK_SECRETS` | `true`: a weak secret is a warning, not an error |
     /// | `SESSION_SAME_SITE` | `lax`, `strict` or `none` |
     /// | `SESSION_PATH`, `SESSION_DOMAIN` | cookie path and domain |
     /// | `SESSION_MAX_AGE`, `SESSION_IDLE_TIMEOUT`, `SESSION_ABSOLUTE_TIMEOUT` | seconds, or `none` |
@@ -554,6 +606,9 @@ impl SessionConfig {
         if let Some(v) = env_bool("SESSION_ROLLING")? {
             config.rolling = v;
         }
+        if let Some(v) = env_bool("SESSION_ALLOW_WEAK_SECRETS")? {
+            config.allow_weak_secrets = v;
+        }
         if let Some(v) = env_var("SESSION_SAME_SITE") {
             config.same_site = match v.trim().to_ascii_lowercase().as_str() {
                 "lax" => SameSite::Lax,
@@ -615,7 +670,10 @@ impl SessionConfig {
     pub(crate) fn signing_keys(&self) -> Result<Vec<SigningKey>, ConfigError> {
         self.secrets
             .iter()
-            .map(|s| SigningKey::new(s.as_bytes().to_vec()))
+            .map(|s| match self.allow_weak_secrets {
+                true => SigningKey::allowing_weak(s.as_bytes().to_vec()),
+                false => SigningKey::new(s.as_bytes().to_vec()),
+            })
             .collect()
     }
 

@@ -395,6 +395,15 @@ pub enum ConfigError {
     /// A secret made of one repeated byte (`"aaaa..."`): a placeholder, not a key.
     #[error("session secret is one byte repeated; use a random secret (`openssl rand -base64 48`)")]
     SecretNotRandom,
+    /// A secret that is an obvious placeholder: few different characters,
+    /// a short pattern repeated, plain words, or little estimated entropy.
+    #[error(
+        "session secret is weak ({reason}); use a random secret (`openssl rand -base64 48`), or allow it explicitly (`allow_weak_secrets`, SESSION_ALLOW_WEAK_SECRETS=true) for a migration period"
+    )]
+    SecretWeak {
+        /// What makes it weak.
+        reason: &'static str,
+    },
     /// `SameSite=None` without `Secure`: browsers drop such cookies.
     #[error("`SameSite=None` requires `Secure`; set secure = true or choose another same_site")]
     SameSiteNoneWithoutSecure,

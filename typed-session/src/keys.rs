@@ -12,7 +12,8 @@ use crate::error::ConfigError;
 /// The shortest key accepted, in bytes.
 pub const MIN_KEY_BYTES: usize = 32;
 
-/// A secret for the session cookies: at least 32 bytes, not one byte repeated.
+/// A secret for the session cookies: at least 32 bytes, and not an
+/// obvious placeholder (see [`SigningKey::new`]).
 ///
 /// Its `Debug` output is redacted.
 ///
@@ -21,21 +22,89 @@ pub const MIN_KEY_BYTES: usize = 32;
 ///
 /// assert!(SigningKey::new(b"too short".to_vec()).is_err());
 /// assert!(SigningKey::new(vec![7u8; 32]).is_err(), "a placeholder, not a key");
+/// assert!(SigningKey::new(b"passwordpasswordpasswordpassword".to_vec()).is_err());
 /// let key = SigningKey::new(b"an example secret of at least 32 bytes".to_vec()).unwrap();
 /// assert_eq!(format!("{key:?}"), "SigningKey(<redacted>)");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKey(Vec<u8>);
 
+/// The least entropy a secret must show, in bits (estimated from its byte
+/// frequencies, an estimate that undercounts random text: a 32-character
+/// hex secret, 128 bits, estimates about 120).
+const MIN_ESTIMATED_BITS: f64 = 96.0;
+
+/// Why a secret of the right length is still an obvious placeholder, if it
+/// is one: fewer than 10 different bytes, a short pattern repeated, plain
+/// words (letters and at least three spaces), or under 96 bits of
+/// estimated entropy.
+pub(crate) fn weakness(bytes: &[u8]) -> Option<&'static str> {
+    let mut counts = [0usize; 256];
+    for b in bytes {
+        counts[usize::from(*b)] += 1;
+    }
+    let distinct = counts.iter().filter(|c| **c > 0).count();
+    if distinct < 10 {
+        return Some("fewer than 10 different characters");
+    }
+    let len = bytes.len();
+    if (1..=len / 2).any(|p| bytes.iter().enumerate().all(|(i, b)| *b == bytes[i % p])) {
+        return Some("a short pattern repeated");
+    }
+    if bytes.iter().all(|b| b.is_ascii_alphabetic() || *b == b' ')
+        && bytes.iter().filter(|b| **b == b' ').count() >= 3
+    {
+        return Some("plain words");
+    }
+    let bits: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = *c as f64 / len as f64;
+            -p * p.log2()
+        })
+        .sum::<f64>()
+        * len as f64;
+    if bits < MIN_ESTIMATED_BITS {
+        return Some("too predictable");
+    }
+    None
+}
+
 impl SigningKey {
-    /// A key from its bytes; an error below 32 bytes or for one byte repeated.
+    /// A key from its bytes. Refused: fewer than 32 bytes
+    /// ([`ConfigError::SecretTooShort`]), one byte repeated
+    /// ([`ConfigError::SecretNotRandom`]), and other obvious placeholders
+    /// ([`ConfigError::SecretWeak`]): fewer than 10 different bytes, a short
+    /// pattern repeated (`"changemechangemechangemechangeme"`), plain words
+    /// (letters and spaces only), or under 96 bits of estimated entropy.
+    /// Generate one with `openssl rand -base64 48`.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
+        let key = SigningKey::allowing_weak(bytes)?;
+        match weakness(&key.0) {
+            Some(reason) => Err(ConfigError::SecretWeak { reason }),
+            None => Ok(key),
+        }
+    }
+
+    /// [`new`](Self::new) that accepts a weak secret of 32 bytes or more
+    /// (not one byte repeated), with a `warn` log saying why it is weak.
+    /// What it costs: a secret an attacker can guess lets them forge
+    /// signed session ids and, in cookie mode, read and forge whole
+    /// sessions. For a migration period only.
+    pub fn allowing_weak(bytes: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
         let bytes = bytes.into();
         if bytes.len() < MIN_KEY_BYTES {
             return Err(ConfigError::SecretTooShort { len: bytes.len() });
         }
         if bytes.iter().all(|b| *b == bytes[0]) {
             return Err(ConfigError::SecretNotRandom);
+        }
+        if let Some(reason) = weakness(&bytes) {
+            tracing::warn!(
+                reason,
+                "a weak session secret is in use (allowed explicitly); generate one with `openssl rand -base64 48`"
+            );
         }
         Ok(SigningKey(bytes))
     }
@@ -178,6 +247,52 @@ mod tests {
         assert_eq!(again.keys[0].id, s0.id);
         assert!(signing.candidates(s0.id).any(|(i, _)| i == 0));
         assert_eq!(format!("{signing:?}"), "KeyRing { keys: 2 }");
+    }
+
+    /// Finding (issue 22, item 8): `passwordpassword...` and
+    /// `changemechangeme...` were accepted as secrets.
+    #[test]
+    fn placeholders_are_refused_and_random_secrets_accepted() {
+        for (weak, why) in [
+            (
+                "passwordpasswordpasswordpassword",
+                "fewer than 10 different characters",
+            ),
+            (
+                "changemechangemechangemechangeme",
+                "fewer than 10 different characters",
+            ),
+            (
+                "abcdefghijkabcdefghijkabcdefghijk",
+                "a short pattern repeated",
+            ),
+            ("my very own session secret for the shop", "plain words"),
+            (
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabcdefghijk",
+                "too predictable",
+            ),
+        ] {
+            assert_eq!(
+                SigningKey::new(weak.as_bytes().to_vec()),
+                Err(ConfigError::SecretWeak { reason: why }),
+                "{weak}"
+            );
+            assert!(SigningKey::allowing_weak(weak.as_bytes().to_vec()).is_ok());
+        }
+        for strong in [
+            // openssl rand -base64 48, -hex 16, -hex 32
+            "q0bB7m1bqkO1S6tZ1f0j0y0mZc2v4gW0Y8E6m1n0Q9p3Xw7kL2zR5dT8uH4sA1cF",
+            "9f86d081884c7d659a2feaa0c55ad015",
+            "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+            "signing secret 7f3a9 that is longer than 32 bytes",
+        ] {
+            assert!(
+                SigningKey::new(strong.as_bytes().to_vec()).is_ok(),
+                "{strong}"
+            );
+        }
+        let random: [u8; 32] = rand::random();
+        assert!(SigningKey::new(random.to_vec()).is_ok());
     }
 
     #[test]

@@ -127,6 +127,25 @@ fn debug_output_redacts_secrets() {
     }
     assert!(debug.contains("2 redacted"), "{debug}");
     assert!(debug.contains("cache.internal"), "{debug}");
+
+    // Finding (issue 22, item 5): only the first URL's userinfo, up to its
+    // first `@`, was redacted: later Cluster nodes' passwords, and a
+    // password holding `@`, were printed.
+    if let StoreConfig::Redis(r) = &mut c.store {
+        r.url = "redis://default:first-pw@10.0.0.1:7000,rediss://:sec@nd-pw@10.0.0.2:7000,redis://u:th/ird-pw@10.0.0.3:7000/0,redis+unix:///run/redis.sock?db=0&pass=fourth-pw".into();
+    }
+    let debug = format!("{c:?}");
+    for secret in ["first-pw", "nd-pw", "sec@", "ird-pw", "fourth-pw"] {
+        assert!(!debug.contains(secret), "{secret:?} in {debug}");
+    }
+    for host in [
+        "10.0.0.1:7000",
+        "10.0.0.2:7000",
+        "10.0.0.3:7000/0",
+        "/run/redis.sock",
+    ] {
+        assert!(debug.contains(host), "{host:?} missing in {debug}");
+    }
 }
 
 #[test]
@@ -175,7 +194,7 @@ fn the_backend_is_a_tagged_shape() {
 #[test]
 fn serde_form() {
     let c: SessionConfig = serde_json::from_str(
-        r#"{"store":{"driver":"memory"},"cookie_name":"shop","same_site":"strict","max_age_secs":60,"secrets":["0123456789abcdef0123456789abcdef"]}"#,
+        r#"{"store":{"driver":"memory"},"cookie_name":"shop","same_site":"strict","max_age_secs":60,"secrets":["e3b0c44298fc1c149afbf4c8996fb924"]}"#,
     )
     .unwrap();
     assert_eq!(c.cookie_name, "shop");

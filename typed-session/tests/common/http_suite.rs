@@ -688,8 +688,10 @@ pub async fn reject_policy_answers_400<H: Harness>(h: H) {
 }
 
 pub async fn signed_cookies_and_key_rotation<H: Harness>(h: H) {
-    let old = SigningKey::new(b"an old secret that is long enough to be used".to_vec()).unwrap();
-    let new = SigningKey::new(b"a new secret that is also long enough to use".to_vec()).unwrap();
+    let old =
+        SigningKey::new(b"an old secret (2019-04) that is long enough to use".to_vec()).unwrap();
+    let new =
+        SigningKey::new(b"a new secret (2026-11) that is long enough to use".to_vec()).unwrap();
     let server_old = serve(app(plain_layer(&h).with_signing_keys(old.clone(), []))).await;
     let cookie = login_cookie(server_old.addr).await;
     if h.keeps_records() {
