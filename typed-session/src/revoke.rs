@@ -70,16 +70,27 @@ fn marker_key(digest: &[u8; 16]) -> SessionKey {
 /// revocations.revoke_all("user:7").await.unwrap();
 /// # };
 /// ```
+///
+/// # Clocks
+///
+/// A revocation ends the sessions bound at or before its time, each time
+/// read from the clock of the host that made it. When hosts' clocks differ,
+/// a revocation made on a host that is behind misses sessions bound on
+/// another host in that difference; [`with_clock_skew`](Self::with_clock_skew)
+/// moves every revocation later by the largest difference you allow, at the
+/// cost of also ending a login made within that margin after it.
 #[derive(Clone)]
 pub struct RevocationList {
     store: Arc<dyn ErasedStore>,
     retention: Duration,
+    skew: Duration,
 }
 
 impl fmt::Debug for RevocationList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RevocationList")
             .field("retention", &self.retention)
+            .field("skew", &self.skew)
             .finish_non_exhaustive()
     }
 }
@@ -91,7 +102,19 @@ impl RevocationList {
         RevocationList {
             store: Arc::new(store),
             retention: MAX_LIFETIME,
+            skew: Duration::ZERO,
         }
+    }
+
+    /// The largest difference between the clocks of the hosts that bind
+    /// sessions and the ones that revoke them (default zero: one host, or
+    /// clocks kept within milliseconds by NTP). Every revocation counts as
+    /// made `skew` later, so that a host whose clock is behind by up to
+    /// `skew` still ends every session bound before it. What it costs: a
+    /// login within `skew` after a revocation is ended by it too.
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.skew = skew.min(Duration::from_secs(3600));
+        self
     }
 
     /// How long a revocation is kept (default 400 days, the longest any
@@ -109,40 +132,43 @@ impl RevocationList {
         self.revoke_all_at(subject, SystemTime::now()).await
     }
 
-    /// [`revoke_all`](Self::revoke_all) as of `at` (for tests with a manual clock).
+    /// [`revoke_all`](Self::revoke_all) as of `at` (for tests with a manual
+    /// clock). An error when the store fails, or when other revocations of
+    /// the same subject kept winning the race for 16 tries and none of them
+    /// covers `at`: nothing was written, and nothing may be assumed revoked.
     pub async fn revoke_all_at(&self, subject: &str, at: SystemTime) -> Result<(), StoreError> {
         let key = marker_key(&subject_digest(subject));
-        let at_ms = unix_millis(at);
+        let at_ms = unix_millis(at + self.skew);
         let expires = from_unix_millis(
             at_ms.saturating_add(self.retention.as_millis().min(u128::from(u64::MAX)) as u64),
         );
         for _ in 0..MAX_TRIES {
-            match self.store.load(&key).await? {
+            let done = match self.store.load(&key).await? {
                 None => {
                     let record = Record::new(at_ms.to_string().into_bytes(), 1, expires);
-                    if self.store.create(&key, record).await? {
-                        break;
-                    }
+                    self.store.create(&key, record).await?
                 }
+                // A later revocation already covers this one.
+                Some(current) if parse_ms(&current.data).unwrap_or(0) >= at_ms => true,
                 Some(current) => {
-                    let before = parse_ms(&current.data).unwrap_or(0);
-                    if before >= at_ms {
-                        break;
-                    }
                     let record = Record::new(
                         at_ms.to_string().into_bytes(),
                         current.revision + 1,
                         expires,
                     );
-                    if self.store.save(&key, record, current.revision).await? == SaveOutcome::Saved
-                    {
-                        break;
-                    }
+                    self.store.save(&key, record, current.revision).await? == SaveOutcome::Saved
                 }
+            };
+            if done {
+                tracing::info!("sessions of one subject revoked");
+                return Ok(());
             }
         }
-        tracing::info!("sessions of one subject revoked");
-        Ok(())
+        tracing::warn!(
+            tries = MAX_TRIES,
+            "revoking the sessions of one subject lost every race with other writes; nothing revoked"
+        );
+        Err(StoreError::new(Contended))
     }
 
     /// The subject's revocation time (unix ms), if any.
@@ -154,6 +180,13 @@ impl RevocationList {
             .and_then(|r| parse_ms(&r.data)))
     }
 }
+
+/// Every try of a revocation lost its compare-and-set to another write.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the revocation lost every compare-and-set to other writes of the same subject; nothing was revoked"
+)]
+struct Contended;
 
 fn parse_ms(data: &[u8]) -> Option<u64> {
     std::str::from_utf8(data).ok()?.parse().ok()

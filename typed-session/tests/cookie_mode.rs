@@ -14,10 +14,10 @@ use axum::extract::Path;
 use axum::routing::{get, post};
 use common::{http_get, http_post, request, serve};
 use typed_session::clock::ManualClock;
-use typed_session::store::MemoryStore;
+use typed_session::store::{MemoryStore, Record, SaveOutcome, SessionStore};
 use typed_session::{
-    ConfigError, Error, RevocationList, SessionConfig, SessionLayer, SessionSchema, SigningKey,
-    StoreConfig, TypedSession,
+    ConfigError, Error, RevocationList, SessionConfig, SessionKey, SessionLayer, SessionSchema,
+    SigningKey, StoreConfig, StoreError, TypedSession,
 };
 
 #[derive(SessionSchema)]
@@ -283,5 +283,66 @@ async fn configuration_names_the_driver_and_requires_a_secret() {
     assert_eq!(
         http_get(server.addr, "/who", Some(&cookie)).await.body,
         "Some(3)"
+    );
+}
+
+/// Finding (issue 22, item 7): a revocation issued from a host whose clock
+/// is 3 s behind the host that bound the session did not end it. With the
+/// skew margin set to the hosts' largest difference, it does.
+#[tokio::test]
+async fn a_revocation_from_a_host_behind_ends_sessions_with_a_skew_margin() {
+    for (skew, ended) in [(Duration::ZERO, false), (Duration::from_secs(5), true)] {
+        let list = RevocationList::new(MemoryStore::new()).with_clock_skew(skew);
+        // The binding host's clock is 3 s ahead of the revoking host's.
+        let ahead = ManualClock::new();
+        ahead.advance(Duration::from_secs(3));
+        let server =
+            serve(routes().layer(layer().with_clock(ahead).with_revocation(list.clone()))).await;
+        let cookie = http_post(server.addr, "/login/1", None)
+            .await
+            .cookie()
+            .unwrap();
+        list.revoke_all_at("user:1", std::time::SystemTime::now())
+            .await
+            .unwrap();
+        let who = http_get(server.addr, "/who", Some(&cookie)).await.body;
+        assert_eq!(who == "None", ended, "skew {skew:?}: {who}");
+    }
+}
+
+/// A store on which every compare-and-set of the revocation loses (another
+/// writer always got there first, with an older revocation).
+#[derive(Debug, Clone, Default)]
+struct AlwaysRaced;
+
+impl SessionStore for AlwaysRaced {
+    async fn load(&self, _: &SessionKey) -> Result<Option<Record>, StoreError> {
+        Ok(Some(Record::new(
+            b"1".to_vec(),
+            7,
+            std::time::SystemTime::now() + Duration::from_secs(60),
+        )))
+    }
+    async fn create(&self, _: &SessionKey, _: Record) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn save(&self, k: &SessionKey, _: Record, _: u64) -> Result<SaveOutcome, StoreError> {
+        Ok(SaveOutcome::Conflict(self.load(k).await?))
+    }
+    async fn delete(&self, _: &SessionKey) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Finding (issue 22, item 7): `revoke_all` returned `Ok(())` after losing
+/// every compare-and-set without writing anything.
+#[tokio::test]
+async fn a_revocation_that_never_lands_is_an_error() {
+    let list = RevocationList::new(AlwaysRaced);
+    let err = list.revoke_all("user:1").await.unwrap_err();
+    assert!(
+        std::error::Error::source(&err)
+            .is_some_and(|s| s.to_string().contains("nothing was revoked")),
+        "{err:?}"
     );
 }
