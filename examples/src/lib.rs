@@ -9,6 +9,7 @@
 //! `SESSION_*` variables choose another (see [`layer_from_env`]).
 
 mod api;
+mod origin;
 mod pages;
 pub mod session;
 pub mod users;
@@ -220,6 +221,7 @@ pub fn shop_app(layer: SessionLayer, app: App) -> Router {
         .merge(pages::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(layer.with_revocation(app.revocations.clone()))
+        .layer(axum::middleware::from_fn(origin::same_origin_writes))
         .with_state(app)
         .route("/healthz", get(|| async { "ok" }))
 }

@@ -118,11 +118,17 @@ impl<T: SessionStore> StoreAccess for T {
 struct Browser {
     addr: SocketAddr,
     cookie: Option<String>,
+    /// Extra request header lines (`Origin: ...`).
+    headers: Vec<String>,
 }
 
 impl Browser {
     fn new(addr: SocketAddr) -> Self {
-        Browser { addr, cookie: None }
+        Browser {
+            addr,
+            cookie: None,
+            headers: Vec::new(),
+        }
     }
 
     async fn send(&mut self, method: &str, path: &str, body: Option<(&str, String)>) -> Response {
@@ -134,6 +140,9 @@ impl Browser {
         );
         if let Some(c) = &self.cookie {
             req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        for h in &self.headers {
+            req.push_str(&format!("{h}\r\n"));
         }
         req.push_str("\r\n");
         req.push_str(&body);
@@ -539,6 +548,59 @@ async fn v1_sessions_are_migrated(backend: Backend) {
     assert!(b.get("/register").await.body.contains("step 2 of 3, new"));
 }
 
+/// Finding (issue 22, item 10): body-less state-changing routes answered a
+/// plain cross-site form post. A state-changing request whose `Origin` is
+/// foreign, or that a browser marks `Sec-Fetch-Site: cross-site`, is `403`
+/// with code 4003 on the JSON API and the HTML forms alike.
+async fn cross_site_writes_are_refused(backend: Backend) {
+    let server = serve(shop_app(backend.layer(), App::default())).await;
+    let mut b = Browser::new(server.addr);
+    let (status, _) = b
+        .api(
+            "POST",
+            "/api/login",
+            Some(json!({"email": "bob@example.com", "password": "bob-password"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let token = token_in(&b.get("/cart").await.body);
+    for header in [
+        "Origin: https://evil.example",
+        "Sec-Fetch-Site: cross-site",
+        "Origin: null",
+    ] {
+        b.headers = vec![header.to_owned()];
+        let (status, body) = b.api("POST", "/api/logout", None).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (403, json!(4003)),
+            "{header}"
+        );
+        let form = b
+            .send(
+                "POST",
+                "/cart/add",
+                Some((
+                    "application/x-www-form-urlencoded",
+                    format!("product_id=1&quantity=1&csrf={token}"),
+                )),
+            )
+            .await;
+        assert_eq!(form.status, 403, "{header}: {}", form.body);
+        assert!(form.body.contains("4003"), "{}", form.body);
+    }
+    b.headers.clear();
+    assert_eq!(
+        b.api("GET", "/api/me", None).await.1["code"],
+        1000,
+        "still signed in"
+    );
+    assert_eq!(b.api("GET", "/api/cart", None).await.1["items"], json!([]));
+    // Same origin, and no browser headers at all: allowed.
+    b.headers = vec!["Origin: http://127.0.0.1".to_owned()];
+    assert_eq!(b.api("POST", "/api/logout", None).await.0, 200);
+}
+
 /// Registers `name` through the three steps; the new user's id.
 async fn register(b: &mut Browser, name: &str) -> u64 {
     let email = format!("{}@example.com", name.to_lowercase());
@@ -610,6 +672,11 @@ macro_rules! on_every_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn html_forms_with_csrf() {
                     super::html_forms_with_csrf($backend).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn cross_site_writes_are_refused() {
+                    super::cross_site_writes_are_refused($backend).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -854,7 +921,11 @@ async fn a_killed_app_restarts_with_every_acknowledged_write() {
                             let cookie = b.cookie.clone();
                             let add = add.clone();
                             async move {
-                                let mut b = Browser { addr, cookie };
+                                let mut b = Browser {
+                                    addr,
+                                    cookie,
+                                    headers: Vec::new(),
+                                };
                                 let (status, body) = b.api("POST", "/api/cart", Some(add)).await;
                                 (status, body, b.cookie)
                             }
@@ -890,6 +961,7 @@ async fn a_killed_app_restarts_with_every_acknowledged_write() {
         let mut b = Browser {
             addr,
             cookie: Some(cookie.clone()),
+            headers: Vec::new(),
         };
         let (_, cart) = b.api("GET", "/api/cart", None).await;
         let now = cart["items"][0]["quantity"].as_u64().unwrap_or(0);
