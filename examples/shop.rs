@@ -39,7 +39,10 @@ async fn main() -> ExitCode {
         "typed-session shop on http://127.0.0.1:{port} ({}; {})",
         config.store, config.mode
     );
-    let served = axum::serve(listener, shop_app(config.layer, App::default()))
+    // With connect info: the login throttle keys on the client's address.
+    let app = shop_app(config.layer, App::default())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -50,11 +50,27 @@ pub(crate) struct Credentials {
 
 pub(crate) async fn login(
     State(app): State<App>,
+    client: crate::auth::Client,
     session: TypedSession<ShopSession>,
     Json(body): Json<Credentials>,
 ) -> Response {
-    let Some(user) = app.users.authenticate(&body.email, &body.password) else {
-        return fail(StatusCode::UNAUTHORIZED, 2003, "bad credentials");
+    let user = match crate::log_in(&app, &client, &body.email, &body.password).await {
+        Ok(user) => user,
+        Err(crate::LoginRefused::BadCredentials) => {
+            return fail(StatusCode::UNAUTHORIZED, 2003, "bad credentials");
+        }
+        Err(crate::LoginRefused::Throttled(wait)) => {
+            let mut res = fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                2004,
+                "too many failed logins; try again later",
+            );
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                wait.as_secs().max(1).into(),
+            );
+            return res;
+        }
     };
     match sign_in(&session, &user, false) {
         Ok(()) => ok(json!({ "user": user })),

@@ -9,6 +9,7 @@
 //! `SESSION_*` variables choose another (see [`layer_from_env`]).
 
 mod api;
+pub mod auth;
 mod origin;
 mod pages;
 pub mod session;
@@ -42,6 +43,8 @@ pub struct App {
     /// it on the session layer. In memory: one process. Several instances
     /// would give it a shared store (`RevocationList::new(redis_store)`).
     pub revocations: RevocationList,
+    /// Failed logins per email and client (see [`auth`]).
+    pub throttle: auth::Throttle,
 }
 
 impl Default for App {
@@ -49,8 +52,40 @@ impl Default for App {
         App {
             users: Users::default(),
             revocations: RevocationList::new(MemoryStore::new()),
+            throttle: auth::Throttle::default(),
         }
     }
+}
+
+/// Checks the throttle, then the credentials: the account, or the
+/// response to send (`429` code 2004 while throttled, `401` code 2003).
+async fn log_in(
+    app: &App,
+    client: &auth::Client,
+    email: &str,
+    password: &str,
+) -> Result<User, LoginRefused> {
+    if let Err(wait) = app.throttle.check(email, &client.0) {
+        return Err(LoginRefused::Throttled(wait));
+    }
+    match app.users.authenticate(email, password).await {
+        Some(user) => {
+            app.throttle.succeeded(email, &client.0);
+            Ok(user)
+        }
+        None => {
+            app.throttle.failed(email, &client.0);
+            Err(LoginRefused::BadCredentials)
+        }
+    }
+}
+
+/// Why a login was refused.
+enum LoginRefused {
+    /// Wrong email or password (2003).
+    BadCredentials,
+    /// Too many failures for this email from this client (2004): wait this long.
+    Throttled(std::time::Duration),
 }
 
 /// The subject a signed-in session is bound to, for revocation.

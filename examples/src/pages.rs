@@ -130,21 +130,35 @@ struct LoginForm {
 
 async fn login(
     State(app): State<App>,
+    client: crate::auth::Client,
     session: TypedSession<ShopSession>,
     Form(form): Form<LoginForm>,
 ) -> Response {
     if !csrf_ok(&session, &form.csrf) {
         return forbidden();
     }
-    match app.users.authenticate(&form.email, &form.password) {
-        Some(user) => match sign_in(&session, &user, false) {
+    match crate::log_in(&app, &client, &form.email, &form.password).await {
+        Ok(user) => match sign_in(&session, &user, false) {
             Ok(()) => Redirect::to("/").into_response(),
             Err(e) => e.into_response(),
         },
-        None => {
+        Err(crate::LoginRefused::BadCredentials) => {
             session.errors().push("wrong email or password".into());
             Redirect::to("/login").into_response()
         }
+        Err(crate::LoginRefused::Throttled(wait)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(
+                axum::http::header::RETRY_AFTER,
+                wait.as_secs().max(1).to_string(),
+            )],
+            Html(format!(
+                "<p id=throttled>Too many failed logins (code 2004); try again in {} minutes. \
+                 <a href=/login>Back</a></p>",
+                wait.as_secs().div_ceil(60)
+            )),
+        )
+            .into_response(),
     }
 }
 

@@ -30,8 +30,10 @@ pub struct User {
     pub role: Role,
     /// Postal address, for accounts created by the sign-up flow.
     pub address: Option<String>,
+    /// An Argon2id hash (PHC string); `None` for accounts made by the
+    /// sign-up flow, which sets no password.
     #[serde(skip)]
-    password: Option<String>,
+    password_hash: Option<String>,
 }
 
 /// The accounts, shared by every request.
@@ -47,17 +49,23 @@ impl Default for Users {
 impl Users {
     /// The two demo accounts: alice (admin) and bob (customer).
     pub fn demo() -> Self {
+        // Hashed once per process (Argon2id is slow on purpose); never
+        // kept in plain text.
+        static SEEDS: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+        let hashes = SEEDS.get_or_init(|| {
+            [
+                crate::auth::hash("alice-password"),
+                crate::auth::hash("bob-password"),
+            ]
+        });
         let mut map = BTreeMap::new();
-        for (id, email, name, role, password) in [
-            (
-                1,
-                "alice@example.com",
-                "Alice",
-                Role::Admin,
-                "alice-password",
-            ),
-            (2, "bob@example.com", "Bob", Role::Customer, "bob-password"),
-        ] {
+        for ((id, email, name, role), hash) in [
+            (1, "alice@example.com", "Alice", Role::Admin),
+            (2, "bob@example.com", "Bob", Role::Customer),
+        ]
+        .into_iter()
+        .zip(hashes)
+        {
             map.insert(
                 id,
                 User {
@@ -66,7 +74,7 @@ impl Users {
                     name: name.into(),
                     role,
                     address: None,
-                    password: Some(password.into()),
+                    password_hash: Some(hash.clone()),
                 },
             );
         }
@@ -90,15 +98,20 @@ impl Users {
         self.read().get(&id).cloned()
     }
 
-    /// The user these credentials belong to. (A demo: real apps store
-    /// password hashes, compared in constant time.)
-    pub fn authenticate(&self, email: &str, password: &str) -> Option<User> {
-        self.read()
+    /// The account of `email` if `password` is its password: the hash is
+    /// checked on a blocking thread, and an unknown email costs as much as
+    /// a wrong password.
+    pub async fn authenticate(&self, email: &str, password: &str) -> Option<User> {
+        let user = self
+            .read()
             .values()
-            .find(|u| {
-                u.email.eq_ignore_ascii_case(email) && u.password.as_deref() == Some(password)
-            })
-            .cloned()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .cloned();
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        crate::auth::verify_off_thread(hash, password.to_owned())
+            .await
+            .then_some(user)
+            .flatten()
     }
 
     /// Creates a customer account; `None` if the email is taken.
@@ -123,7 +136,7 @@ impl Users {
             name: name.into(),
             role: Role::Customer,
             address: Some(address),
-            password: None,
+            password_hash: None,
         };
         map.insert(id, user.clone());
         Some(user)

@@ -601,6 +601,67 @@ async fn cross_site_writes_are_refused(backend: Backend) {
     assert_eq!(b.api("POST", "/api/logout", None).await.0, 200);
 }
 
+/// Finding (issue 22, item 11): passwords were kept in plain text and
+/// compared with `==`; 500 wrong guesses took 28 ms. Now Argon2id, checked
+/// off the async threads, and after 10 failures for one email from one
+/// client, that client gets `429` (code 2004) for that email, the right
+/// password included, until the window ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_slow_and_throttled() {
+    let server = serve(shop_app(Backend::memory().layer(), App::default())).await;
+    let mut b = Browser::new(server.addr);
+    let started = std::time::Instant::now();
+    for n in 0..10 {
+        let (status, body) = b
+            .api(
+                "POST",
+                "/api/login",
+                Some(json!({"email": "alice@example.com", "password": format!("guess-{n}")})),
+            )
+            .await;
+        assert_eq!((status, body["code"].clone()), (401, json!(2003)));
+    }
+    let ten = started.elapsed();
+    eprintln!("10 wrong guesses took {ten:?}");
+    let res = b
+        .send(
+            "POST",
+            "/api/login",
+            Some((
+                "application/json",
+                json!({"email": "alice@example.com", "password": "alice-password"}).to_string(),
+            )),
+        )
+        .await;
+    assert_eq!(res.status, 429, "{}", res.body);
+    assert!(res.body.contains("2004"), "{}", res.body);
+    assert!(
+        res.header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().unwrap() > 800)
+    );
+    // The HTML form is throttled the same way.
+    let form = b
+        .form(
+            "/login",
+            &[
+                ("email", "alice@example.com"),
+                ("password", "alice-password"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(form.status, 429, "{}", form.body);
+    // Another account from the same client is not.
+    let (status, _) = b
+        .api(
+            "POST",
+            "/api/login",
+            Some(json!({"email": "bob@example.com", "password": "bob-password"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
 /// Registers `name` through the three steps; the new user's id.
 async fn register(b: &mut Browser, name: &str) -> u64 {
     let email = format!("{}@example.com", name.to_lowercase());
