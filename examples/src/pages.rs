@@ -5,8 +5,12 @@
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
+use std::sync::OnceLock;
+
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use minijinja::value::{Serde, Value};
+use minijinja::{Environment, context};
 use serde::Deserialize;
 use typed_session::TypedSession;
 
@@ -30,57 +34,83 @@ pub(crate) fn routes() -> Router<App> {
         .route("/register/complete", post(register_complete))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+/// The templates (`examples/templates/`), compiled into the binary and
+/// parsed once. Every `.html` template escapes what it prints by default;
+/// nothing is marked safe, so no value reaches the page unescaped.
+///
+/// minijinja rather than askama or maud: no proc macro (askama and maud
+/// would add a second `syn` to the build), templates in files a designer
+/// can read, escaping chosen by the file name. The cost: a template error
+/// shows at run time, so a test renders every page.
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            if let Err(e) = env.add_template(name, source) {
+                eprintln!("shop: template {name} does not parse: {e}");
+            }
+        }
+        env
+    })
 }
 
-/// A page: counts the view, takes the flash messages (shown once), and
-/// makes sure the session has a CSRF token for the page's forms.
+const TEMPLATES: [(&str, &str); 7] = [
+    ("base.html", include_str!("../templates/base.html")),
+    ("home.html", include_str!("../templates/home.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("cart.html", include_str!("../templates/cart.html")),
+    (
+        "preferences.html",
+        include_str!("../templates/preferences.html"),
+    ),
+    ("register.html", include_str!("../templates/register.html")),
+    (
+        "throttled.html",
+        include_str!("../templates/throttled.html"),
+    ),
+];
+
+/// A page: counts the view, takes the flash messages (shown once), makes
+/// sure the session has a CSRF token for the page's forms, and renders
+/// `template` with `values` and what the layout needs (`title`, `token`,
+/// `theme`, `email`, `success`, `errors`: names `values` must not use, as
+/// the layout's win).
 fn page(
     session: &TypedSession<ShopSession>,
+    template: &str,
     title: &str,
-    body: impl FnOnce(&str) -> String,
-) -> Html<String> {
+    values: Value,
+) -> Response {
     let _ = session.update_page_views(|n| *n += 1);
     let mut token = session.csrf();
     if token.is_empty() {
         token = new_token();
         let _ = session.set_csrf(token.clone());
     }
-    let list = |id: &str, messages: Vec<String>| -> String {
-        let items: String = messages
-            .iter()
-            .map(|m| format!("<li>{}</li>", escape(m)))
-            .collect();
-        format!("<ul id={id} class=flash>{items}</ul>")
+    let ctx = context! {
+        title,
+        token,
+        theme => session.with_preferences(|p| p.theme.clone()),
+        email => session.email(),
+        success => session.success().drain(),
+        errors => session.errors().drain(),
+        ..values
     };
-    let success = list("flash-success", session.success().drain());
-    let errors = list("flash-error", session.errors().drain());
-    let theme = escape(&session.with_preferences(|p| p.theme.clone()));
-    let user = match session.email() {
-        Some(email) => format!(
-            "<span id=user>signed in as {}</span> <form method=post action=/logout class=inline>{}<button id=logout>log out</button></form>",
-            escape(&email),
-            csrf_field(&token)
-        ),
-        None => "<span id=user>anonymous</span> <a id=login-link href=/login>log in</a>".to_owned(),
-    };
-    Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>{title} · typed-session shop</title>\
-         <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}.dark{{background:#222;color:#eee}}\
-         .inline{{display:inline}}#flash-success li{{color:green}}#flash-error li{{color:#c00}}</style></head>\
-         <body class={theme}><nav><a href=/>home</a> · <a href=/cart>cart</a> · <a href=/preferences>preferences</a> · \
-         <a href=/register>register</a> · {user}</nav>{success}{errors}<h1>{title}</h1>{}</body></html>",
-        body(&token)
-    ))
-}
-
-fn csrf_field(token: &str) -> String {
-    format!("<input type=hidden name=csrf value=\"{}\">", escape(token))
+    match templates()
+        .get_template(template)
+        .and_then(|t| t.render(ctx))
+    {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            eprintln!("shop: page {template} could not be rendered: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "page could not be rendered",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The session's token matches the form's (and the session has one).
@@ -94,30 +124,19 @@ fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, "invalid or missing CSRF token").into_response()
 }
 
-async fn home(State(app): State<App>, session: TypedSession<ShopSession>) -> Html<String> {
-    let greeting = match current_user(&app, &session) {
-        Ok(user) => format!(
-            "<p id=greeting>Hello, {} ({:?}).</p>",
-            escape(&user.name),
-            user.role
-        ),
-        Err(_) => "<p id=greeting>Hello, visitor.</p>".to_owned(),
-    };
+async fn home(State(app): State<App>, session: TypedSession<ShopSession>) -> Response {
+    let user = current_user(&app, &session).ok();
     let views = session.page_views() + 1;
-    page(&session, "Shop", |_| {
-        format!("{greeting}<p>Your session has viewed <span id=views>{views}</span> pages.</p>")
-    })
+    page(
+        &session,
+        "home.html",
+        "Shop",
+        context! { user => Serde(user), views },
+    )
 }
 
-async fn login_page(session: TypedSession<ShopSession>) -> Html<String> {
-    page(&session, "Log in", |token| {
-        format!(
-            "<form method=post action=/login>{}<label>email <input id=login-email name=email></label> \
-             <label>password <input id=login-password name=password type=password></label> \
-             <button id=login-submit>log in</button></form><p>Demo: alice@example.com / alice-password</p>",
-            csrf_field(token)
-        )
-    })
+async fn login_page(session: TypedSession<ShopSession>) -> Response {
+    page(&session, "login.html", "Log in", context! {})
 }
 
 #[derive(Deserialize)]
@@ -177,44 +196,32 @@ async fn logout(session: TypedSession<ShopSession>, Form(form): Form<CsrfOnly>) 
     Redirect::to("/").into_response()
 }
 
-async fn cart_page(session: TypedSession<ShopSession>) -> Html<String> {
+async fn cart_page(session: TypedSession<ShopSession>) -> Response {
     let cart = session.cart();
-    page(&session, "Cart", |token| {
-        let mut total = 0;
-        let lines: String = cart
-            .iter()
-            .filter_map(|l| {
-                let p = product(l.product_id)?;
-                total += p.price_cents * u64::from(l.quantity);
-                Some(format!(
-                    "<li class=item data-product={}>{} × {}</li>",
-                    p.id,
-                    escape(p.name),
-                    l.quantity
-                ))
-            })
-            .collect();
-        let options: String = CATALOGUE
-            .iter()
-            .map(|p| {
-                format!(
-                    "<option value={}>{} ({:.2})</option>",
-                    p.id,
-                    escape(p.name),
-                    p.price_cents as f64 / 100.0
-                )
-            })
-            .collect();
-        format!(
-            "<ul id=cart>{lines}</ul><p>total <span id=total>{:.2}</span></p>\
-             <form method=post action=/cart/add>{}<select id=add-product name=product_id>{options}</select> \
-             <input id=add-quantity name=quantity value=1 size=3> <button id=add-submit>add</button></form>\
-             <form method=post action=/cart/clear>{}<button id=clear-cart>empty the cart</button></form>",
-            total as f64 / 100.0,
-            csrf_field(token),
-            csrf_field(token)
-        )
-    })
+    let mut total = 0;
+    let lines: Vec<Value> = cart
+        .iter()
+        .filter_map(|l| {
+            let p = product(l.product_id)?;
+            total += p.price_cents * u64::from(l.quantity);
+            Some(context! { id => p.id, name => p.name, quantity => l.quantity })
+        })
+        .collect();
+    let catalogue: Vec<Value> = CATALOGUE
+        .iter()
+        .map(|p| context! { id => p.id, name => p.name, price => cents(p.price_cents) })
+        .collect();
+    page(
+        &session,
+        "cart.html",
+        "Cart",
+        context! { lines, catalogue, total => cents(total) },
+    )
+}
+
+/// `1234` cents as `12.34`.
+fn cents(c: u64) -> String {
+    format!("{}.{:02}", c / 100, c % 100)
 }
 
 #[derive(Deserialize)]
@@ -251,23 +258,14 @@ async fn cart_clear(session: TypedSession<ShopSession>, Form(form): Form<CsrfOnl
     Redirect::to("/cart").into_response()
 }
 
-async fn preferences_page(session: TypedSession<ShopSession>) -> Html<String> {
-    let p = session.preferences();
-    page(&session, "Preferences", |token| {
-        let checked = if p.notifications { " checked" } else { "" };
-        format!(
-            "<form method=post action=/preferences>{}\
-             <label>language <input id=pref-language name=language value=\"{}\"></label> \
-             <label>theme <input id=pref-theme name=theme value=\"{}\"></label> \
-             <label>timezone <input id=pref-timezone name=timezone value=\"{}\"></label> \
-             <label>notifications <input id=pref-notifications type=checkbox name=notifications value=true{checked}></label> \
-             <button id=pref-save>save</button></form>",
-            csrf_field(token),
-            escape(&p.language),
-            escape(&p.theme),
-            escape(&p.timezone)
-        )
-    })
+async fn preferences_page(session: TypedSession<ShopSession>) -> Response {
+    let prefs = session.preferences();
+    page(
+        &session,
+        "preferences.html",
+        "Preferences",
+        context! { prefs => Serde(prefs) },
+    )
 }
 
 #[derive(Deserialize)]
@@ -304,39 +302,19 @@ async fn preferences(
     Redirect::to("/preferences").into_response()
 }
 
-async fn register_page(session: TypedSession<ShopSession>) -> Html<String> {
-    let step = session.registration();
-    page(&session, "Register", |token| match step {
-        Registration::NotStarted => format!(
-            "<p id=step>step 1 of 3</p><form method=post action=/register/step1>{}\
-             <label>name <input id=reg-name name=name></label> <label>email <input id=reg-email name=email></label> \
-             <button id=reg-step1>next</button></form>",
-            csrf_field(token)
-        ),
-        Registration::Step1 { name, .. } => format!(
-            "<p id=step>step 2 of 3, {}</p><form method=post action=/register/step2>{}\
-             <label>street <input id=reg-street name=street></label> <label>city <input id=reg-city name=city></label> \
-             <label>zip <input id=reg-zip name=zip></label> <button id=reg-step2>next</button></form>",
-            escape(&name),
-            csrf_field(token)
-        ),
+async fn register_page(session: TypedSession<ShopSession>) -> Response {
+    let values = match session.registration() {
+        Registration::NotStarted => context! { step => 1 },
+        Registration::Step1 { name, .. } => context! { step => 2, name },
         Registration::Step2 {
             name,
             email,
             street,
             city,
             zip,
-        } => format!(
-            "<p id=step>step 3 of 3</p><p id=summary>{} &lt;{}&gt;, {}, {} {}</p>\
-             <form method=post action=/register/complete>{}<button id=reg-complete>create my account</button></form>",
-            escape(&name),
-            escape(&email),
-            escape(&street),
-            escape(&zip),
-            escape(&city),
-            csrf_field(token)
-        ),
-    })
+        } => context! { step => 3, name, reg_email => email, street, city, zip },
+    };
+    page(&session, "register.html", "Register", values)
 }
 
 #[derive(Deserialize)]
@@ -427,5 +405,34 @@ async fn register_complete(
             Redirect::to("/register").into_response()
         }
         Err(RegisterError::Session(e)) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every template parses, and values are escaped, not markup.
+    #[test]
+    fn templates_parse_and_escape() {
+        let env = templates();
+        for (name, _) in TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+        let html = env
+            .get_template("register.html")
+            .and_then(|t| {
+                t.render(context! {
+                    title => "<t>", token => "\"><script>", theme => "dark", step => 2,
+                    name => "<img src=x onerror=alert(1)>", success => Vec::<String>::new(),
+                    errors => vec!["<b>"],
+                })
+            })
+            .unwrap_or_default();
+        assert!(
+            html.contains("step 2 of 3, &lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>") && !html.contains("<b>") && !html.contains("<t>"));
     }
 }

@@ -475,7 +475,7 @@ async fn html_forms_with_csrf(backend: Backend) {
     .await;
     let prefs = b.get("/preferences").await.body;
     assert!(
-        prefs.contains("<body class=dark>") && prefs.contains("value=\"fr\""),
+        prefs.contains("<body class=\"dark\">") && prefs.contains("value=\"fr\""),
         "{prefs}"
     );
     b.form(
