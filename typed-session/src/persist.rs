@@ -51,6 +51,69 @@ impl Op {
     }
 }
 
+/// Cookie mode with a revocation list: what a commit tells the list about
+/// the session's copies (each in the record of its subject).
+struct SealedCopies {
+    /// The subject (as loaded: a destroy unbinds it) and id whose copies
+    /// end (a destroy, a regenerate), and the latest any of them could
+    /// live (unix ms).
+    ended: Option<([u8; 16], [u8; 16], u64)>,
+    /// Whether the copy written is the newest of its session (not a re-seal
+    /// of an older copy).
+    issued: bool,
+}
+
+impl SealedCopies {
+    fn of<S>(st: &State<S>, rt: &Runtime, op: &Op) -> Option<Self> {
+        if rt.revocation.is_none() || !rt.backend.cookie_holds_record() {
+            return None;
+        }
+        let ended = match (op, st.loaded_subject) {
+            (Op::Destroy(stored, _) | Op::Regenerate(stored, ..), Some(digest)) => {
+                let lifetime = rt.policy.absolute.unwrap_or(crate::expiry::MAX_LIFETIME);
+                let latest = st
+                    .header
+                    .created
+                    .saturating_add(lifetime.as_millis().min(u128::from(u64::MAX)) as u64)
+                    .max(stored.expires_at);
+                Some((digest, *stored.id.as_bytes(), latest))
+            }
+            _ => None,
+        };
+        let issued = !(matches!(op, Op::Save(..)) && st.copy_deadline.is_some());
+        Some(SealedCopies { ended, issued })
+    }
+
+    /// After the write: the ended id's copies end, and the copy just sealed
+    /// (if any, of a session bound to a subject) is the newest of its
+    /// session. A failure is the commit's failure (`503`): a logout whose
+    /// copies would keep working must not look done.
+    async fn record<S>(self, core: &Core<S>, rt: &Runtime) -> Result<(), Error> {
+        let Some(list) = &rt.revocation else {
+            return Ok(());
+        };
+        if let Some((digest, id, deadline)) = self.ended {
+            list.copy_ended(&digest, id, deadline).await?;
+        }
+        let issued = {
+            let st = core.lock();
+            match (&st.stored, st.header.subject) {
+                (Some(stored), Some(subject)) if self.issued => Some((
+                    subject.digest,
+                    *stored.id.as_bytes(),
+                    st.header.touched,
+                    stored.expires_at,
+                )),
+                _ => None,
+            }
+        };
+        if let Some((digest, id, touched, deadline)) = issued {
+            list.copy_issued(&digest, id, touched, deadline).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The pending work a failed commit puts back, so that a retry redoes it.
 struct Pending {
     mask: FieldMask,
@@ -137,15 +200,35 @@ impl<S: SessionSchema> Core<S> {
                     rt.backend.discard(&loaded.stored).await;
                     return Ok(Core::new(State::fresh(now), Some(rt)));
                 }
+                let mut copy_deadline = None;
                 if let (Some(list), Some(subject)) = (&rt.revocation, decoded.header.subject) {
-                    let not_before = list.not_before(&subject.digest).await.map_err(|e| {
+                    let state = list.state(&subject.digest).await.map_err(|e| {
                         tracing::error!(cause = %error_chain(&e), "revocation list failed on load");
                         SessionRejection::StoreUnavailable
                     })?;
-                    if not_before.is_some_and(|t| subject.since <= t) {
+                    if state.not_before.is_some_and(|t| subject.since <= t) {
                         tracing::debug!("session revoked; starting a new session");
                         rt.backend.discard(&loaded.stored).await;
                         return Ok(Core::new(State::fresh(now), Some(rt)));
+                    }
+                    // Cookie mode: a copy of a sealed session that ended
+                    // (logged out, regenerated) opens no more; a copy older
+                    // than the newest issued is served but never extended.
+                    if let Some(copy) = rt
+                        .backend
+                        .cookie_holds_record()
+                        .then(|| state.copy(loaded.stored.id.as_bytes()).copied())
+                        .flatten()
+                    {
+                        if copy.ended {
+                            tracing::debug!(
+                                "sealed session ended on another copy; starting a new session"
+                            );
+                            return Ok(Core::new(State::fresh(now), Some(rt)));
+                        }
+                        if copy.latest > decoded.header.touched {
+                            copy_deadline = Some(loaded.stored.expires_at);
+                        }
                     }
                 }
                 if let Some(from) = decoded.migrated_from {
@@ -165,6 +248,8 @@ impl<S: SessionSchema> Core<S> {
                 state.stored = Some(loaded.stored);
                 state.resign = loaded.resign;
                 state.newer = decoded.newer;
+                state.copy_deadline = copy_deadline;
+                state.loaded_subject = decoded.header.subject.map(|s| s.digest);
                 Ok(Core::new(state, Some(rt)))
             }
             Err(LoadError::Reject(field)) => {
@@ -217,9 +302,11 @@ impl<S: SessionSchema> Core<S> {
         Ok(Payload {
             established: regenerated,
             data: exact_bytes(&encoded),
+            // A copy older than the newest issued lives no longer than it.
             expires_at: rt
                 .policy
-                .deadline(header.created, header.touched, header.max_age),
+                .deadline(header.created, header.touched, header.max_age)
+                .min(st.copy_deadline.unwrap_or(u64::MAX)),
             cache,
         })
     }
@@ -276,7 +363,12 @@ impl<S: SessionSchema> Core<S> {
             // refresh or a re-key is a rewrite.
             (Action::None, Some(stored)) if changes || rt.backend.cookie_holds_record() => {
                 let header = Header {
-                    touched: now,
+                    // A copy older than the newest issued stays that old:
+                    // its re-seals never pass for the newest.
+                    touched: match st.copy_deadline {
+                        Some(_) => st.header.touched,
+                        None => now,
+                    },
                     ..st.header
                 };
                 Op::Save(
@@ -317,19 +409,21 @@ impl<S: SessionSchema> Core<S> {
             );
             return Ok(());
         }
-        let (op, pending) = {
+        let (op, pending, sealed) = {
             let mut st = self.lock();
             // Nothing to write (the common read): no clock read, no span.
             if !Self::must_write(&st, &rt) {
                 return Ok(());
             }
-            match self.plan(&mut st, &rt) {
+            let (op, pending) = match self.plan(&mut st, &rt) {
                 Ok(planned) => planned,
                 Err(err) => {
                     // Nothing was written: keep the work for a retry.
                     return Err(err);
                 }
-            }
+            };
+            let sealed = SealedCopies::of(&st, &rt, &op);
+            (op, pending, sealed)
         };
         let span = tracing::debug_span!(
             "session.commit",
@@ -351,6 +445,10 @@ impl<S: SessionSchema> Core<S> {
                 },
             );
             result
+        };
+        let result = match (result, sealed) {
+            (Ok(()), Some(sealed)) => sealed.record(self, &rt).await,
+            (result, _) => result,
         };
         match &result {
             // The session is gone: nothing is put back (a retry must not

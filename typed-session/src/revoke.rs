@@ -137,57 +137,241 @@ impl RevocationList {
     /// the same subject kept winning the race for 16 tries and none of them
     /// covers `at`: nothing was written, and nothing may be assumed revoked.
     pub async fn revoke_all_at(&self, subject: &str, at: SystemTime) -> Result<(), StoreError> {
-        let key = marker_key(&subject_digest(subject));
         let at_ms = unix_millis(at + self.skew);
-        let expires = from_unix_millis(
-            at_ms.saturating_add(self.retention.as_millis().min(u128::from(u64::MAX)) as u64),
-        );
+        self.update(&subject_digest(subject), |state| {
+            // A later revocation already covers this one.
+            if state.not_before.is_some_and(|t| t >= at_ms) {
+                return false;
+            }
+            state.not_before = Some(at_ms);
+            true
+        })
+        .await?;
+        tracing::info!("sessions of one subject revoked");
+        Ok(())
+    }
+
+    /// What is recorded for a subject: its revocation time and (cookie
+    /// mode) its sealed sessions.
+    pub(crate) async fn state(&self, digest: &[u8; 16]) -> Result<SubjectState, StoreError> {
+        Ok(self
+            .store
+            .load(&marker_key(digest))
+            .await?
+            .map(|r| SubjectState::parse(&r.data))
+            .unwrap_or_default())
+    }
+
+    /// Cookie mode: a copy of sealed session `id` was issued, written at
+    /// `touched` (unix ms) and alive until `deadline`: older copies of it
+    /// are no longer extended.
+    pub(crate) async fn copy_issued(
+        &self,
+        digest: &[u8; 16],
+        id: [u8; 16],
+        touched: u64,
+        deadline: u64,
+    ) -> Result<(), StoreError> {
+        self.update(digest, |state| {
+            let copy = state.copy_mut(id);
+            if copy.ended || (copy.latest >= touched && copy.deadline >= deadline) {
+                return false;
+            }
+            copy.latest = copy.latest.max(touched);
+            copy.deadline = copy.deadline.max(deadline);
+            true
+        })
+        .await
+    }
+
+    /// Cookie mode: sealed session `id` ended (a logout, a new id): every
+    /// copy of it, wherever it is, opens no more. Kept until `deadline`,
+    /// the latest any copy of it could live.
+    pub(crate) async fn copy_ended(
+        &self,
+        digest: &[u8; 16],
+        id: [u8; 16],
+        deadline: u64,
+    ) -> Result<(), StoreError> {
+        self.update(digest, |state| {
+            let copy = state.copy_mut(id);
+            if copy.ended {
+                return false;
+            }
+            copy.ended = true;
+            copy.deadline = copy.deadline.max(deadline);
+            true
+        })
+        .await
+    }
+
+    /// Changes a subject's record with compare-and-set (`change` says
+    /// whether it changed anything); expired session entries go on the way.
+    async fn update(
+        &self,
+        digest: &[u8; 16],
+        change: impl Fn(&mut SubjectState) -> bool,
+    ) -> Result<(), StoreError> {
+        let key = marker_key(digest);
+        let now = unix_millis(SystemTime::now());
         for _ in 0..MAX_TRIES {
-            let done = match self.store.load(&key).await? {
+            let current = self.store.load(&key).await?;
+            let mut state = current
+                .as_ref()
+                .map(|r| SubjectState::parse(&r.data))
+                .unwrap_or_default();
+            if !change(&mut state) {
+                return Ok(());
+            }
+            state.prune(now);
+            let retention = self.retention.as_millis().min(u128::from(u64::MAX)) as u64;
+            let keep_until = state
+                .copies
+                .iter()
+                .map(|c| c.deadline)
+                .fold(now.saturating_add(retention), u64::max);
+            let expires = from_unix_millis(keep_until);
+            let done = match current {
                 None => {
-                    let record = Record::new(at_ms.to_string().into_bytes(), 1, expires);
-                    self.store.create(&key, record).await?
+                    self.store
+                        .create(&key, Record::new(state.encode(), 1, expires))
+                        .await?
                 }
-                // A later revocation already covers this one.
-                Some(current) if parse_ms(&current.data).unwrap_or(0) >= at_ms => true,
                 Some(current) => {
-                    let record = Record::new(
-                        at_ms.to_string().into_bytes(),
-                        current.revision + 1,
-                        expires,
-                    );
+                    let record = Record::new(state.encode(), current.revision + 1, expires);
                     self.store.save(&key, record, current.revision).await? == SaveOutcome::Saved
                 }
             };
             if done {
-                tracing::info!("sessions of one subject revoked");
                 return Ok(());
             }
         }
         tracing::warn!(
             tries = MAX_TRIES,
-            "revoking the sessions of one subject lost every race with other writes; nothing revoked"
+            "updating the revocation record of one subject lost every race with other writes; nothing written"
         );
         Err(StoreError::new(Contended))
     }
+}
 
-    /// The subject's revocation time (unix ms), if any.
-    pub(crate) async fn not_before(&self, digest: &[u8; 16]) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .store
-            .load(&marker_key(digest))
-            .await?
-            .and_then(|r| parse_ms(&r.data)))
+/// Most sealed sessions kept per subject (the ended ones are kept until
+/// their deadline; of the others, the least recently written go first).
+const MAX_COPIES: usize = 256;
+
+/// A subject's revocation record: `NOT_BEFORE` (unix ms, or `-`), then
+/// `;ID:LATEST:DEADLINE:STATE` per sealed session (`e` ended, `l` live).
+/// A record of earlier versions is the number alone.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct SubjectState {
+    /// Sessions bound at or before this time are revoked.
+    pub(crate) not_before: Option<u64>,
+    copies: Vec<SealedCopy>,
+}
+
+/// What is known of one sealed session's copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SealedCopy {
+    id: [u8; 16],
+    /// The write time of the newest copy issued.
+    pub(crate) latest: u64,
+    /// The latest any copy lives.
+    deadline: u64,
+    /// Every copy of it is dead.
+    pub(crate) ended: bool,
+}
+
+impl SubjectState {
+    fn parse(data: &[u8]) -> Self {
+        let text = std::str::from_utf8(data).unwrap_or_default();
+        let mut parts = text.split(';');
+        let not_before = parts.next().and_then(|t| t.parse().ok());
+        let copies = parts
+            .filter_map(|entry| {
+                let mut f = entry.split(':');
+                let hex = f.next()?;
+                let latest = f.next()?.parse().ok()?;
+                let deadline = f.next()?.parse().ok()?;
+                let ended = f.next()? == "e";
+                if hex.len() != 32 {
+                    return None;
+                }
+                let mut id = [0u8; 16];
+                for (i, byte) in id.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+                }
+                Some(SealedCopy {
+                    id,
+                    latest,
+                    deadline,
+                    ended,
+                })
+            })
+            .collect();
+        SubjectState { not_before, copies }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let mut out = match self.not_before {
+            Some(t) => t.to_string(),
+            None => "-".to_owned(),
+        };
+        for c in &self.copies {
+            out.push(';');
+            for b in c.id {
+                let _ = write!(out, "{b:02x}");
+            }
+            let state = if c.ended { 'e' } else { 'l' };
+            let _ = write!(out, ":{}:{}:{state}", c.latest, c.deadline);
+        }
+        out.into_bytes()
+    }
+
+    /// What is known of sealed session `id`.
+    pub(crate) fn copy(&self, id: &[u8; 16]) -> Option<&SealedCopy> {
+        self.copies.iter().find(|c| c.id == *id)
+    }
+
+    fn copy_mut(&mut self, id: [u8; 16]) -> &mut SealedCopy {
+        let at = match self.copies.iter().position(|c| c.id == id) {
+            Some(at) => at,
+            None => {
+                self.copies.push(SealedCopy {
+                    id,
+                    latest: 0,
+                    deadline: 0,
+                    ended: false,
+                });
+                self.copies.len() - 1
+            }
+        };
+        &mut self.copies[at]
+    }
+
+    /// Drops what expired, then (past the bound) the least recently
+    /// written live sessions: an ended one is never dropped early, which
+    /// would bring its copies back.
+    fn prune(&mut self, now: u64) {
+        self.copies.retain(|c| c.deadline > now);
+        while self.copies.len() > MAX_COPIES {
+            let Some(oldest) = self
+                .copies
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.ended)
+                .min_by_key(|(_, c)| c.latest)
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            self.copies.remove(oldest);
+        }
     }
 }
 
 /// Every try of a revocation lost its compare-and-set to another write.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the revocation lost every compare-and-set to other writes of the same subject; nothing was revoked"
+    "the update of a revocation record lost every compare-and-set to other writes of the same subject; nothing was written, nothing was revoked"
 )]
 struct Contended;
-
-fn parse_ms(data: &[u8]) -> Option<u64> {
-    std::str::from_utf8(data).ok()?.parse().ok()
-}

@@ -100,6 +100,12 @@ pub(crate) struct State<S> {
     /// The stored record was written by a newer version of the code: what
     /// a write must keep of it.
     pub(crate) newer: Option<Newer>,
+    /// Cookie mode with a revocation list: this copy is older than the
+    /// newest one issued, so what it writes lives no longer than it (unix ms).
+    pub(crate) copy_deadline: Option<u64>,
+    /// The subject the session was bound to when it was loaded (a destroy
+    /// unbinds it; its copies are ended in that subject's record).
+    pub(crate) loaded_subject: Option<[u8; 16]>,
 }
 
 impl<S> State<S> {
@@ -117,6 +123,8 @@ impl<S> State<S> {
             discarded: false,
             loaded_at: now,
             newer: None,
+            copy_deadline: None,
+            loaded_subject: None,
         }
     }
 }

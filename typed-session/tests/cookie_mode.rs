@@ -57,9 +57,21 @@ async fn note_and_save(session: TypedSession<Notes>, Path(len): Path<usize>) -> 
     }
 }
 
+async fn logout(session: TypedSession<Notes>) -> &'static str {
+    session.destroy();
+    "out"
+}
+
+async fn rotate(session: TypedSession<Notes>) -> &'static str {
+    session.regenerate();
+    "rotated"
+}
+
 fn routes() -> Router {
     Router::new()
         .route("/login/{user}", post(login))
+        .route("/logout", post(logout))
+        .route("/rotate", post(rotate))
         .route("/who", get(who))
         .route("/note/{len}", post(note))
         .route("/note-save/{len}", post(note_and_save))
@@ -344,5 +356,91 @@ async fn a_revocation_that_never_lands_is_an_error() {
         std::error::Error::source(&err)
             .is_some_and(|s| s.to_string().contains("nothing was revoked")),
         "{err:?}"
+    );
+}
+
+/// Finding (issue 22, item 6): in cookie mode a copy of a cookie taken
+/// before a logout kept working, and each use re-sealed it with a new idle
+/// deadline, so it lived until the absolute timeout. With a revocation
+/// list, a logout (and a new id) ends every copy of that session, and a
+/// copy older than the newest issued is never extended past its own
+/// deadline.
+#[tokio::test]
+async fn copies_of_a_sealed_session_end_with_it_and_are_never_extended() {
+    let clock = ManualClock::new();
+    let list = RevocationList::new(MemoryStore::new());
+    let layer = layer()
+        .with_clock(clock.clone())
+        .with_idle_timeout(Some(Duration::from_secs(30 * 60)))
+        .with_revocation(list);
+    let server = serve(routes().layer(layer)).await;
+    let login = |n: u64| {
+        let addr = server.addr;
+        async move {
+            http_post(addr, &format!("/login/{n}"), None)
+                .await
+                .cookie()
+                .unwrap()
+        }
+    };
+
+    // A logout ends the copy kept by someone else.
+    let cookie = login(1).await;
+    let stolen = cookie.clone();
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&stolen)).await.body,
+        "Some(1)"
+    );
+    assert_eq!(
+        http_post(server.addr, "/logout", Some(&cookie)).await.body,
+        "out"
+    );
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&stolen)).await.body,
+        "None"
+    );
+
+    // So does a new id: the copies of the old one end.
+    let cookie = login(2).await;
+    let stolen = cookie.clone();
+    let rotated = http_post(server.addr, "/rotate", Some(&cookie))
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&rotated)).await.body,
+        "Some(2)"
+    );
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&stolen)).await.body,
+        "None"
+    );
+
+    // A copy older than the newest is served until its own deadline, and
+    // its re-seals do not outlive it; the newest copy lives on.
+    let mut legit = login(3).await;
+    let stolen = legit.clone();
+    clock.advance(Duration::from_secs(60));
+    legit = http_post(server.addr, "/note/3", Some(&legit))
+        .await
+        .cookie()
+        .unwrap();
+    clock.advance(Duration::from_secs(19 * 60));
+    let resealed = http_get(server.addr, "/who", Some(&stolen)).await;
+    assert_eq!(resealed.body, "Some(3)", "served until its own deadline");
+    let stolen = resealed.cookie().unwrap_or(stolen);
+    legit = http_get(server.addr, "/who", Some(&legit))
+        .await
+        .cookie()
+        .unwrap_or(legit);
+    clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&stolen)).await.body,
+        "None",
+        "the old copy died at its own deadline (30 minutes after it was sealed)"
+    );
+    assert_eq!(
+        http_get(server.addr, "/who", Some(&legit)).await.body,
+        "Some(3)"
     );
 }
