@@ -306,6 +306,7 @@ pub fn layer_from_env() -> Result<DemoConfig, String> {
                 .to_owned(),
         );
     }
+    warnings.extend(config.warnings().iter().cloned());
     let generated = config.secrets.is_empty();
     let mode = match (config.secure, generated) {
         (true, _) => "production mode: Secure cookies, secret from SESSION_SECRET".to_owned(),

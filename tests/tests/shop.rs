@@ -833,9 +833,31 @@ fn the_demo_says_its_mode_and_never_prints_a_password() {
         .local_addr()
         .unwrap()
         .port();
+    // An unreachable Redis: a start-up error naming REDIS_URL, redacted.
+    let out = std::process::Command::new(shop_binary())
+        .env("SESSION_DRIVER", "redis")
+        .env("REDIS_URL", "redis://:topsecret-pw@127.0.0.1:1")
+        .env(
+            "SESSION_SECRET",
+            "Zq7xP2mK9vL4nR8tW3yB6cF1hJ5dG0sA-production-like",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("unreachable Redis: exit {:?}, {stderr}", out.status.code());
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "REDIS_URL=redis://<redacted>@127.0.0.1:1: session store `redis` cannot start"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("topsecret-pw"), "{stderr}");
+
     let mut child = std::process::Command::new(shop_binary())
         .env("PORT", port.to_string())
         .env("SESSION_DRIVER", "redis")
+        .env("SESSION_STORE_LAZY", "true")
         .env("REDIS_URL", "redis://:topsecret-pw@127.0.0.1:1")
         .env(
             "SESSION_SECRET",

@@ -320,6 +320,30 @@ pub struct SessionConfig {
     /// Largest encoded session, in bytes (default 65,536); a write past it
     /// is refused with a `413`.
     pub max_session_bytes: usize,
+    /// Start without checking the store (default `false`;
+    /// `SESSION_STORE_LAZY`). By default `SessionLayer::from_config` checks
+    /// it once (Redis: connect, `PING`, load the scripts; files: the
+    /// directory writable) and fails naming the setting and the cause. Lazy
+    /// suits orchestrators that start the app and its store at once; the
+    /// first failures are then `503`s, logged at `warn` with the cause.
+    pub lazy_store: bool,
+    /// Where the settings came from: errors name the environment variable
+    /// or the field.
+    #[serde(skip)]
+    origin: Origin,
+    /// What `from_env` found odd but not wrong (see [`SessionConfig::warnings`]).
+    #[serde(skip)]
+    warnings: Vec<String>,
+}
+
+/// Where a [`SessionConfig`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Origin {
+    /// Code or a configuration file: errors name the field (`secrets[1]`).
+    #[default]
+    Data,
+    /// `SessionConfig::from_env`: errors name the variable.
+    Env,
 }
 
 impl Default for SessionConfig {
@@ -340,6 +364,9 @@ impl Default for SessionConfig {
             secrets: Vec::new(),
             allow_weak_secrets: false,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
+            lazy_store: false,
+            origin: Origin::Data,
+            warnings: Vec::new(),
         }
     }
 }
@@ -364,6 +391,7 @@ impl fmt::Debug for SessionConfig {
                 &format_args!("[<{} redacted>]", self.secrets.len()),
             )
             .field("allow_weak_secrets", &self.allow_weak_secrets)
+            .field("lazy_store", &self.lazy_store)
             .field("max_session_bytes", &self.max_session_bytes)
             .finish()
     }
@@ -462,6 +490,8 @@ impl SessionConfig {
     /// | `SESSION_COOKIE_NAME` | cookie name |
     /// | `SESSION_SECURE`, `SESSION_HTTP_ONLY`, `SESSION_HOST_PREFIX`, `SESSION_ROLLING` | `true` / `false` |
     /// | `SESSION_ALLOW_WEAK_SECRETS` | `true`: a weak secret is a warning, not an error |
+    /// | `SESSION_STORE_LAZY` | `true`: start without checking the store |
+    /// | `SESSION_STRICT_CONFIG` | `true`: another driver's variable is an error, not a warning |
     /// | `SESSION_SAME_SITE` | `lax`, `strict` or `none` |
     /// | `SESSION_PATH`, `SESSION_DOMAIN` | cookie path and domain |
     /// | `SESSION_MAX_AGE`, `SESSION_IDLE_TIMEOUT`, `SESSION_ABSOLUTE_TIMEOUT` | seconds, or `none` |
@@ -494,6 +524,7 @@ impl SessionConfig {
     pub fn from_env_with_default(store: StoreConfig) -> Result<Self, ConfigError> {
         let mut config = SessionConfig {
             store,
+            origin: Origin::Env,
             ..SessionConfig::default()
         };
         for (driver, vars) in BACKEND_VARS {
@@ -507,6 +538,15 @@ impl SessionConfig {
                     feature: feature_of(driver),
                 });
             }
+        }
+        if std::env::var_os("SESSION_DRIVER").is_some() && env_var("SESSION_DRIVER").is_none() {
+            return Err(invalid(
+                "SESSION_DRIVER",
+                format!(
+                    "it is set but empty: unset it for the default ({}) or name a driver (memory, file, redis or cookie)",
+                    config.store.driver()
+                ),
+            ));
         }
         if let Some(driver) = env_var("SESSION_DRIVER") {
             config.store = match driver.trim().to_ascii_lowercase().as_str() {
@@ -523,6 +563,33 @@ impl SessionConfig {
                     ));
                 }
             };
+        }
+        // Variables of another (compiled-in) driver than the one chosen:
+        // ignored, and said (an error with SESSION_STRICT_CONFIG=true).
+        // REDIS_URL is common for other uses: never counted.
+        let strict = env_bool("SESSION_STRICT_CONFIG")?.unwrap_or(false);
+        let chosen = config.store.driver();
+        for (driver, vars) in BACKEND_VARS {
+            if *driver == chosen || !compiled_in(driver) {
+                continue;
+            }
+            for var in vars.iter().filter(|v| **v != "REDIS_URL") {
+                if env_var(var).is_some() {
+                    let note = format!(
+                        "{var} configures the `{driver}` session driver, but the driver is `{chosen}`: it is ignored"
+                    );
+                    if strict {
+                        return Err(invalid(var, format!("{note} (SESSION_STRICT_CONFIG=true)")));
+                    }
+                    config.warnings.push(note);
+                }
+            }
+        }
+        if chosen == "redis" && env_var("REDIS_URL").is_none() {
+            config.warnings.push(format!(
+                "REDIS_URL is not set: the Redis store uses the default {}",
+                RedisConfig::default().url
+            ));
         }
         match &mut config.store {
             StoreConfig::Memory(m) => {
@@ -609,6 +676,9 @@ impl SessionConfig {
         if let Some(v) = env_bool("SESSION_ALLOW_WEAK_SECRETS")? {
             config.allow_weak_secrets = v;
         }
+        if let Some(v) = env_bool("SESSION_STORE_LAZY")? {
+            config.lazy_store = v;
+        }
         if let Some(v) = env_var("SESSION_SAME_SITE") {
             config.same_site = match v.trim().to_ascii_lowercase().as_str() {
                 "lax" => SameSite::Lax,
@@ -644,35 +714,98 @@ impl SessionConfig {
         Ok(config)
     }
 
-    /// Checks that the settings can work together and that the backend is compiled in.
+    /// Checks that the settings can work together and that the backend is
+    /// compiled in. An error names the setting at fault
+    /// ([`ConfigError::setting`]): the environment variable when the
+    /// configuration came from [`from_env`](Self::from_env), else the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.signing_keys()?;
-        self.cookie_settings().validate()?;
-        for (name, value) in [
-            ("max_age_secs", self.max_age_secs),
-            ("idle_timeout_secs", self.idle_timeout_secs),
-            ("absolute_timeout_secs", self.absolute_timeout_secs),
+        self.cookie_settings().validate().map_err(|e| {
+            let (field, var) = match &e {
+                ConfigError::InvalidCookieName(_) => ("cookie_name", "SESSION_COOKIE_NAME"),
+                ConfigError::SameSiteNoneWithoutSecure => ("same_site", "SESSION_SAME_SITE"),
+                ConfigError::HostPrefixMismatch => ("host_prefix", "SESSION_HOST_PREFIX"),
+                ConfigError::InvalidCookieAttribute {
+                    attribute: "path", ..
+                } => ("path", "SESSION_PATH"),
+                _ => ("domain", "SESSION_DOMAIN"),
+            };
+            self.named(field, var, e)
+        })?;
+        for (field, var, value) in [
+            ("max_age_secs", "SESSION_MAX_AGE", self.max_age_secs),
+            (
+                "idle_timeout_secs",
+                "SESSION_IDLE_TIMEOUT",
+                self.idle_timeout_secs,
+            ),
+            (
+                "absolute_timeout_secs",
+                "SESSION_ABSOLUTE_TIMEOUT",
+                self.absolute_timeout_secs,
+            ),
         ] {
             if value == Some(0) {
-                return Err(ConfigError::ZeroDuration(name));
+                return Err(self.named(field, var, ConfigError::ZeroDuration(field)));
             }
         }
         if self.max_session_bytes == 0 {
-            return Err(ConfigError::ZeroDuration("max_session_bytes"));
+            return Err(self.named(
+                "max_session_bytes",
+                "SESSION_MAX_SESSION_BYTES",
+                ConfigError::ZeroDuration("max_session_bytes"),
+            ));
         }
         if matches!(self.store, StoreConfig::Cookie(_)) && self.secrets.is_empty() {
-            return Err(ConfigError::SecretRequired("cookie"));
+            return Err(self.named(
+                "secrets",
+                "SESSION_SECRET",
+                ConfigError::SecretRequired("cookie"),
+            ));
         }
-        self.store.check_available()
+        self.store
+            .check_available()
+            .map_err(|e| self.named("store.driver", "SESSION_DRIVER", e))
     }
 
-    /// The secrets as keys, newest first.
+    /// What [`from_env`](Self::from_env) found odd but not wrong: variables
+    /// of another driver than the one chosen (ignored; an error with
+    /// `SESSION_STRICT_CONFIG=true`), the default Redis URL in use.
+    /// [`SessionLayer::from_config`](crate::SessionLayer::from_config) logs
+    /// each at `warn`; print them in your start-up line.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// `err`, named after the setting at fault: `var` for a configuration
+    /// read from the environment, `field` otherwise.
+    pub(crate) fn named(&self, field: &str, var: &str, err: ConfigError) -> ConfigError {
+        ConfigError::Setting {
+            setting: match self.origin {
+                Origin::Env => var.to_owned(),
+                Origin::Data => field.to_owned(),
+            },
+            cause: Box::new(err),
+        }
+    }
+
+    /// The secrets as keys, newest first; an error names the entry.
     pub(crate) fn signing_keys(&self) -> Result<Vec<SigningKey>, ConfigError> {
         self.secrets
             .iter()
-            .map(|s| match self.allow_weak_secrets {
-                true => SigningKey::allowing_weak(s.as_bytes().to_vec()),
-                false => SigningKey::new(s.as_bytes().to_vec()),
+            .enumerate()
+            .map(|(i, s)| {
+                let key = match self.allow_weak_secrets {
+                    true => SigningKey::allowing_weak(s.as_bytes().to_vec()),
+                    false => SigningKey::new(s.as_bytes().to_vec()),
+                };
+                key.map_err(|e| {
+                    let var = match i {
+                        0 => "SESSION_SECRET".to_owned(),
+                        n => format!("SESSION_PREVIOUS_SECRETS (entry {n})"),
+                    };
+                    self.named(&format!("secrets[{i}]"), &var, e)
+                })
             })
             .collect()
     }

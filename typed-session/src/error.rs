@@ -379,7 +379,9 @@ pub enum Error {
 ///
 /// let mut config = SessionConfig::default();
 /// config.secrets = vec!["hunter2".into()];
-/// assert_eq!(SessionLayer::from_config(&config).unwrap_err(), ConfigError::SecretTooShort { len: 7 });
+/// let err = SessionLayer::from_config(&config).unwrap_err();
+/// assert_eq!(err.inner(), &ConfigError::SecretTooShort { len: 7 });
+/// assert_eq!(err.to_string().split(':').next(), Some("secrets[0]"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -462,6 +464,46 @@ pub enum ConfigError {
     /// A timeout or size of zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
+    /// The error of one setting, named as it was given: the environment
+    /// variable (`SESSION_PREVIOUS_SECRETS (entry 2)`, `REDIS_URL=...` with
+    /// the password redacted) for a configuration read by
+    /// `SessionConfig::from_env`, else the field path (`secrets[1]`).
+    #[error("{setting}: {cause}")]
+    Setting {
+        /// The variable or field, as the user wrote it.
+        setting: String,
+        /// What is wrong with it.
+        cause: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    /// What is wrong, without the setting's name: the error itself, or the
+    /// cause inside [`ConfigError::Setting`].
+    ///
+    /// ```
+    /// use typed_session::{ConfigError, SessionConfig, SessionLayer};
+    ///
+    /// let mut config = SessionConfig::default();
+    /// config.secrets = vec!["hunter2".into()];
+    /// let err = SessionLayer::from_config(&config).unwrap_err();
+    /// assert_eq!(err.inner(), &ConfigError::SecretTooShort { len: 7 });
+    /// assert_eq!(err.setting(), Some("secrets[0]"));
+    /// ```
+    pub fn inner(&self) -> &ConfigError {
+        match self {
+            ConfigError::Setting { cause, .. } => cause.inner(),
+            other => other,
+        }
+    }
+
+    /// The environment variable or field the error is about, when known.
+    pub fn setting(&self) -> Option<&str> {
+        match self {
+            ConfigError::Setting { setting, .. } => Some(setting),
+            _ => None,
+        }
+    }
 }
 
 /// The error and its sources, for logs. Only for errors that carry no
@@ -471,8 +513,12 @@ pub(crate) fn error_chain(err: &dyn StdError) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        // Some errors repeat their source in their own message.
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out

@@ -174,13 +174,15 @@ impl SessionLayer {
     /// // Cookie mode seals with the configured secret: none is an error.
     /// let mut cookie = SessionConfig::default();
     /// cookie.store = StoreConfig::Cookie(Default::default());
-    /// assert_eq!(
-    ///     SessionLayer::from_config(&cookie).unwrap_err(),
-    ///     ConfigError::SecretRequired("cookie"),
-    /// );
+    /// let err = SessionLayer::from_config(&cookie).unwrap_err();
+    /// assert_eq!(err.inner(), &ConfigError::SecretRequired("cookie"));
+    /// assert_eq!(err.setting(), Some("secrets"));
     /// ```
     pub fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        for warning in config.warnings() {
+            tracing::warn!("session configuration: {warning}");
+        }
         match &config.store {
             #[cfg(feature = "memory-store")]
             crate::config::StoreConfig::Memory(m) => Self::from_config_with_store(
@@ -194,9 +196,16 @@ impl SessionLayer {
                     f.max_record_bytes,
                     Some(Duration::from_secs(f.sweep_interval_secs.max(1))),
                 )
-                .map_err(|e| ConfigError::StoreUnavailable {
-                    driver: "file",
-                    reason: crate::error::error_chain(&e),
+                .map_err(|e| {
+                    let path = f.path.display();
+                    config.named(
+                        &format!("store.path = {path}"),
+                        &format!("SESSION_FILE_PATH={path}"),
+                        ConfigError::StoreUnavailable {
+                            driver: "file",
+                            reason: crate::error::error_chain(&e),
+                        },
+                    )
                 })?
                 .with_capacity(f.capacity)
                 .with_max_bytes(f.max_bytes);
@@ -204,15 +213,23 @@ impl SessionLayer {
             }
             #[cfg(feature = "redis-store")]
             crate::config::StoreConfig::Redis(r) => {
+                let url = r.redacted_url();
+                let named = |e: crate::StoreError| {
+                    config.named(
+                        &format!("store.url = {url}"),
+                        &format!("REDIS_URL={url}"),
+                        ConfigError::StoreUnavailable {
+                            driver: "redis",
+                            reason: crate::error::error_chain(&e),
+                        },
+                    )
+                };
                 let store = if r.cluster {
                     crate::store::RedisStore::cluster(r.url.split(',').map(str::trim))
                 } else {
                     crate::store::RedisStore::new(&r.url)
                 }
-                .map_err(|e| ConfigError::StoreUnavailable {
-                    driver: "redis",
-                    reason: crate::error::error_chain(&e),
-                })?
+                .map_err(named)?
                 .with_prefix(r.prefix.clone())
                 .with_connect_timeout(Duration::from_millis(r.connect_timeout_ms.max(1)))
                 .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)))
@@ -221,6 +238,9 @@ impl SessionLayer {
                     None => store,
                     Some(path) => with_root_certificate(store, path)?,
                 };
+                if !config.lazy_store {
+                    check_now(&store).map_err(named)?;
+                }
                 Self::from_config_with_store(config, store)
             }
             #[cfg(feature = "cookie-store")]
@@ -596,6 +616,27 @@ fn add_vary_cookie(headers: &mut HeaderMap) {
     if !present {
         headers.append(VARY, HeaderValue::from_static("cookie"));
     }
+}
+
+/// [`RedisStore::check`](crate::store::RedisStore::check), from sync code
+/// (inside a runtime or not): on a thread of its own with a runtime of its
+/// own, whose connection is dropped with it.
+#[cfg(feature = "redis-store")]
+fn check_now(store: &crate::store::RedisStore) -> Result<(), crate::StoreError> {
+    let store = store.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(crate::StoreError::new)?
+            .block_on(store.check())
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(crate::StoreError::new(std::io::Error::other(
+            "the store check panicked",
+        )))
+    })
 }
 
 /// `RedisConfig::root_certificate_file`: read and trusted with the

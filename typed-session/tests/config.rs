@@ -28,7 +28,7 @@ fn invalid_combinations_are_startup_errors() {
     let bad = |f: fn(&mut SessionConfig)| {
         let mut c = SessionConfig::default();
         f(&mut c);
-        SessionLayer::from_config(&c).unwrap_err()
+        SessionLayer::from_config(&c).unwrap_err().inner().clone()
     };
     assert_eq!(
         bad(|c| c.secrets = vec!["short".into()]),
@@ -62,6 +62,16 @@ fn invalid_combinations_are_startup_errors() {
     ));
     let err = bad(|c| c.secrets = vec!["short".into()]).to_string();
     assert!(err.contains("at least 32"), "{err}");
+    // Each error names the setting at fault (the field, for data).
+    let mut c = SessionConfig::default();
+    c.secrets = vec![SECRET.into(), "x".repeat(31)];
+    let err = SessionLayer::from_config(&c).unwrap_err();
+    assert_eq!(err.setting(), Some("secrets[1]"));
+    assert!(
+        err.to_string()
+            .starts_with("secrets[1]: session secret is 31 bytes"),
+        "{err}"
+    );
     assert_eq!(
         bad(|c| c.secrets = vec!["a".repeat(40)]),
         ConfigError::SecretNotRandom
@@ -168,7 +178,7 @@ fn the_backend_is_a_tagged_shape() {
     let mut cookie = c.clone();
     cookie.store = StoreConfig::Cookie(Default::default());
     assert_eq!(
-        cookie.validate(),
+        cookie.validate().map_err(|e| e.inner().clone()),
         Err(ConfigError::SecretRequired("cookie")),
         "cookie mode seals with the secret"
     );
@@ -212,6 +222,16 @@ fn serde_form() {
 
 /// Runs `from_env` in a child process (the environment is process-wide).
 fn from_env_in_child(vars: &[(&str, &str)]) -> String {
+    child(vars, "1")
+}
+
+/// `from_env`, then `SessionLayer::from_config`, in a child process: its
+/// warnings or the error.
+fn layer_in_child(vars: &[(&str, &str)]) -> String {
+    child(vars, "layer")
+}
+
+fn child(vars: &[(&str, &str)], mode: &str) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -219,7 +239,7 @@ fn from_env_in_child(vars: &[(&str, &str)]) -> String {
         "--nocapture",
         "--test-threads=1",
     ]);
-    cmd.env("TYPED_SESSION_FROM_ENV_CHILD", "1");
+    cmd.env("TYPED_SESSION_FROM_ENV_CHILD", mode);
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -233,7 +253,17 @@ fn from_env_in_child(vars: &[(&str, &str)]) -> String {
 
 #[test]
 fn from_env_child() {
-    if std::env::var_os("TYPED_SESSION_FROM_ENV_CHILD").is_none() {
+    let Some(mode) = std::env::var_os("TYPED_SESSION_FROM_ENV_CHILD") else {
+        return;
+    };
+    if mode == "layer" {
+        // The configuration, its warnings, and the layer built from it.
+        match SessionConfig::from_env()
+            .and_then(|c| SessionLayer::from_config(&c).map(|_| c.warnings().join(" | ")))
+        {
+            Ok(warnings) => println!("RESULT ok {warnings}"),
+            Err(e) => println!("RESULT err {e}"),
+        }
         return;
     }
     match SessionConfig::from_env() {
@@ -278,7 +308,7 @@ fn from_env_reads_session_variables() {
     assert_eq!(from_env_in_child(&[]).split(' ').next(), Some("ok"));
     let short = from_env_in_child(&[("SESSION_SECRET", "too short")]);
     assert!(
-        short.starts_with("err session secret is 9 bytes; at least 32"),
+        short.starts_with("err SESSION_SECRET: session secret is 9 bytes; at least 32"),
         "{short}"
     );
     assert!(
@@ -291,7 +321,7 @@ fn from_env_reads_session_variables() {
     assert!(driver.contains("SESSION_DRIVER"), "{driver}");
     let keyless = from_env_in_child(&[("SESSION_DRIVER", "cookie")]);
     assert!(
-        keyless.starts_with("err session driver `cookie` needs a secret"),
+        keyless.starts_with("err SESSION_SECRET: session driver `cookie` needs a secret"),
         "{keyless}"
     );
     let cookie = from_env_in_child(&[
@@ -310,7 +340,7 @@ fn from_env_reads_session_variables() {
             from_env_in_child(&[("SESSION_DRIVER", "cookie"), ("SESSION_SECRET", SECRET)]);
         assert_eq!(
             missing,
-            "err session driver `cookie` needs the `cookie-store` feature of typed-session"
+            "err SESSION_DRIVER: session driver `cookie` needs the `cookie-store` feature of typed-session"
         );
     }
     // REDIS_URL is common for other uses: read only with SESSION_DRIVER=redis.
@@ -334,16 +364,19 @@ fn redis_root_certificate_file() {
         r.url = url.into();
         r.root_certificate_file = Some(file.to_path_buf());
         c.store = StoreConfig::Redis(r);
+        // Settings only: no server to check at start-up here.
+        c.lazy_store = true;
         c
     };
-    let refused = |c: SessionConfig| match SessionLayer::from_config(&c) {
-        Err(ConfigError::StoreUnavailable {
-            driver: "redis",
-            reason,
-        }) => reason,
-        Err(other) => panic!("{other:?}"),
-        Ok(_) => panic!("accepted"),
-    };
+    let refused =
+        |c: SessionConfig| match SessionLayer::from_config(&c).map_err(|e| e.inner().clone()) {
+            Err(ConfigError::StoreUnavailable {
+                driver: "redis",
+                reason,
+            }) => reason,
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("accepted"),
+        };
     if cfg!(feature = "redis-tls") {
         let missing = std::path::Path::new("/nonexistent/ca.pem");
         assert!(
@@ -355,5 +388,81 @@ fn redis_root_certificate_file() {
         assert!(refused(config("redis://127.0.0.1:6379", &fixture)).contains("test-ca.pem"));
     } else {
         assert!(refused(config("redis://127.0.0.1:6379", &fixture)).contains("redis-tls"));
+    }
+}
+
+/// Finding (issue 23): errors did not name the variable at fault
+/// (`SESSION_PREVIOUS_SECRETS=short` said "session secret is 5 bytes",
+/// `REDIS_URL=http://x` "Redis URL did not parse"), an empty
+/// `SESSION_DRIVER` silently meant memory, another driver's variables were
+/// ignored without a word, and an unreachable Redis started fine.
+#[test]
+fn errors_name_the_variable_and_odd_settings_are_said() {
+    let previous = from_env_in_child(&[
+        ("SESSION_SECRET", SECRET),
+        ("SESSION_PREVIOUS_SECRETS", "short"),
+    ]);
+    assert!(
+        previous.starts_with("err SESSION_PREVIOUS_SECRETS (entry 1): session secret is 5 bytes"),
+        "{previous}"
+    );
+    let empty = from_env_in_child(&[("SESSION_DRIVER", "")]);
+    assert!(
+        empty.starts_with(
+            "err environment variable SESSION_DRIVER has an invalid value: it is set but empty"
+        ),
+        "{empty}"
+    );
+    if cfg!(all(feature = "redis-store", feature = "file-store")) {
+        let redis = |url: &str| {
+            layer_in_child(&[
+                ("SESSION_DRIVER", "redis"),
+                ("REDIS_URL", url),
+                ("SESSION_SECRET", SECRET),
+                ("SESSION_REDIS_CONNECT_TIMEOUT_MS", "500"),
+            ])
+        };
+        let scheme = redis("http://x");
+        assert!(
+            scheme.starts_with("err REDIS_URL=http://x: session store `redis` cannot start"),
+            "{scheme}"
+        );
+        let down = redis("redis://:pw-in-url@127.0.0.1:1");
+        assert!(
+            down.starts_with(
+                "err REDIS_URL=redis://<redacted>@127.0.0.1:1: session store `redis` cannot start"
+            ),
+            "{down}"
+        );
+        assert!(down.contains("refused"), "{down}");
+        assert!(!down.contains("pw-in-url"), "{down}");
+        let lazy = layer_in_child(&[
+            ("SESSION_DRIVER", "redis"),
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            ("SESSION_STORE_LAZY", "true"),
+            ("SESSION_FILE_PATH", "/tmp/x"),
+        ]);
+        assert_eq!(
+            lazy,
+            "ok SESSION_FILE_PATH configures the `file` session driver, but the driver is `redis`: it is ignored"
+        );
+        let default_url =
+            layer_in_child(&[("SESSION_DRIVER", "redis"), ("SESSION_STORE_LAZY", "true")]);
+        assert!(
+            default_url.contains(
+                "REDIS_URL is not set: the Redis store uses the default redis://127.0.0.1:6379"
+            ),
+            "{default_url}"
+        );
+        let strict = layer_in_child(&[
+            ("SESSION_DRIVER", "redis"),
+            ("SESSION_STORE_LAZY", "true"),
+            ("SESSION_STRICT_CONFIG", "true"),
+            ("SESSION_FILE_PATH", "/tmp/x"),
+        ]);
+        assert!(
+            strict.starts_with("err environment variable SESSION_FILE_PATH"),
+            "{strict}"
+        );
     }
 }

@@ -276,12 +276,14 @@ async fn configuration_names_the_driver_and_requires_a_secret() {
     let mut config = SessionConfig::default();
     config.store = StoreConfig::Cookie(Default::default());
     assert_eq!(
-        SessionLayer::from_config(&config).unwrap_err(),
-        ConfigError::SecretRequired("cookie")
+        SessionLayer::from_config(&config).unwrap_err().inner(),
+        &ConfigError::SecretRequired("cookie")
     );
     assert_eq!(
-        config.validate(),
-        Err(ConfigError::SecretRequired("cookie"))
+        config
+            .validate()
+            .map_err(|e| e.setting().map(str::to_owned)),
+        Err(Some("secrets".to_owned()))
     );
     config.secrets = vec!["a configured secret for cookie mode, 32+ bytes".into()];
     config.secure = false;

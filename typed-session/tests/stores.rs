@@ -413,11 +413,17 @@ mod file {
         if let typed_session::StoreConfig::File(f) = &mut config.store {
             f.path = file.join("sessions");
         }
-        match typed_session::SessionLayer::from_config(&config) {
-            Err(typed_session::ConfigError::StoreUnavailable {
+        let err = typed_session::SessionLayer::from_config(&config).unwrap_err();
+        assert!(
+            err.setting()
+                .is_some_and(|s| s.starts_with("store.path = ")),
+            "{err}"
+        );
+        match err.inner() {
+            typed_session::ConfigError::StoreUnavailable {
                 driver: "file",
                 reason,
-            }) => {
+            } => {
                 assert!(reason.contains("create directory"), "{reason}");
             }
             other => panic!("{other:?}"),
@@ -913,6 +919,38 @@ async fn redis_local_copy_is_used_and_never_stale() {
         2,
         "without the copy (the default) every load is a GET"
     );
+}
+
+/// Finding (issue 23): the scripts were loaded only after a `NOSCRIPT`
+/// reply, so the first save after a start (or a failover) took four
+/// commands. They are loaded when a connection is made; `check` connects,
+/// pings and loads them, as `SessionLayer::from_config` does at start-up.
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn redis_scripts_are_loaded_with_the_connection() {
+    use typed_session::store::RedisStore;
+
+    let server = redis_common::Server::start(&["--appendonly", "no"]);
+    let store = RedisStore::new(&server.url()).unwrap();
+    store.check().await.unwrap();
+    assert!(server.calls("script|load") >= 4, "check loads the scripts");
+    redis_common::command(server.port, "SCRIPT FLUSH").unwrap();
+    let k = SessionKey::from_bytes([0x5c; 32]);
+    assert!(store.create(&k, record("v1", 1, HOUR)).await.unwrap());
+    let before = server.calls("evalsha");
+    assert_eq!(
+        store.save(&k, record("v2", 2, HOUR), 1).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(
+        server.calls("evalsha") - before,
+        1,
+        "one EVALSHA: the connection loaded the scripts"
+    );
+    let down = RedisStore::new("redis://127.0.0.1:1")
+        .unwrap()
+        .with_connect_timeout(std::time::Duration::from_millis(300));
+    assert!(down.check().await.is_err());
 }
 
 /// Finding (issue 22, item 1): a delete and a load of one key racing on

@@ -586,7 +586,10 @@ impl RedisStore {
                 Ok::<_, redis::RedisError>(conn)
             };
             match tracked.await {
-                Ok(conn) => return Ok((conn, true)),
+                Ok(mut conn) => {
+                    self.load_scripts(&mut conn).await?;
+                    return Ok((conn, true));
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::Server(_)) => {
                     tracing::warn!(error = %e, "RedisStore: no client-side tracking on this server; every use of a local copy is checked with GETRANGE");
                 }
@@ -594,10 +597,95 @@ impl RedisStore {
             }
         }
         let client = redis::Client::open(info.clone())?;
-        let conn = client
+        let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
+        self.load_scripts(&mut conn).await?;
         Ok((conn, false))
+    }
+
+    /// A client for the Cluster of `nodes`, with the store's timeouts (and
+    /// private CA).
+    fn cluster_client(
+        &self,
+        nodes: &[String],
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let inner = &self.inner;
+        let builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec());
+        #[cfg(feature = "redis-tls")]
+        let builder = match &inner.cluster_root {
+            Some(pem) => builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            }),
+            None => builder,
+        };
+        builder
+            .connection_timeout(inner.connect_timeout)
+            .response_timeout(inner.command_timeout)
+            .retries(1)
+            .build()
+    }
+
+    /// The store's scripts.
+    fn scripts(&self) -> [&Lua; 4] {
+        let i = &self.inner;
+        [&i.save, &i.touch, &i.replace, &i.delete_if]
+    }
+
+    /// Loads the store's scripts on a new connection, so that the first
+    /// save after a start or a failover is one `EVALSHA`, not `EVALSHA`,
+    /// `NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA`.
+    async fn load_scripts(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for lua in self.scripts() {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source);
+        }
+        pipe.query_async::<Vec<Value>>(conn).await.map(drop)
+    }
+
+    /// Checks that the store can be used now: connects (within the connect
+    /// timeout), sends `PING` and loads its scripts, on a connection of its
+    /// own that is then dropped. [`SessionLayer::from_config`] calls it at
+    /// start-up (unless `lazy_store`), so that an unreachable Redis is a
+    /// start-up error naming `REDIS_URL`, not a `503` at the first login.
+    ///
+    /// [`SessionLayer::from_config`]: crate::SessionLayer::from_config
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let attempt = async {
+            match &inner.target {
+                Target::Node(info) => {
+                    let (mut conn, _) = self.open(info, 0).await?;
+                    redis::cmd("PING")
+                        .query_async::<Value>(&mut conn)
+                        .await?
+                        .extract_error()?;
+                    self.load_scripts(&mut conn).await
+                }
+                Target::Cluster(nodes) => {
+                    let mut conn = self.cluster_client(nodes)?.get_async_connection().await?;
+                    redis::cmd("PING")
+                        .query_async::<Value>(&mut conn)
+                        .await?
+                        .extract_error()?;
+                    for lua in self.scripts() {
+                        let mut load = redis::cmd("SCRIPT");
+                        load.arg("LOAD").arg(lua.source);
+                        load.query_async::<Value>(&mut conn)
+                            .await?
+                            .extract_error()?;
+                    }
+                    Ok(())
+                }
+            }
+        };
+        timed(inner.connect_timeout + inner.command_timeout, attempt)
+            .await?
+            .map_err(StoreError::new)
     }
 
     /// Drops connection `id` after it failed, with what was learnt on it.
@@ -616,23 +704,7 @@ impl RedisStore {
         let conn = inner
             .cluster
             .get_or_try_init(|| async {
-                let connecting = async {
-                    let builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec());
-                    #[cfg(feature = "redis-tls")]
-                    let builder = match &inner.cluster_root {
-                        Some(pem) => builder.certs(redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(pem.clone()),
-                        }),
-                        None => builder,
-                    };
-                    let client = builder
-                        .connection_timeout(inner.connect_timeout)
-                        .response_timeout(inner.command_timeout)
-                        .retries(1)
-                        .build()?;
-                    client.get_async_connection().await
-                };
+                let connecting = async { self.cluster_client(nodes)?.get_async_connection().await };
                 timed(inner.connect_timeout, connecting)
                     .await?
                     .map_err(StoreError::new)
