@@ -10,6 +10,13 @@ use typed_session_examples::{App, layer_from_env, shop_app};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Logs to stderr: RUST_LOG (`typed_session=debug`, ...), `info` by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let config = match layer_from_env() {
         Ok(found) => found,
         Err(e) => {

@@ -160,6 +160,7 @@ impl SessionLayer {
                 revocation: None,
                 commit_on: crate::runtime::commit_unless_server_error,
                 newer_schema: NewerSchema::default(),
+                health: Arc::default(),
             }),
         }
     }
@@ -559,7 +560,7 @@ where
             let mut response = match finish.result {
                 Ok(()) => response.map(Body::new),
                 Err(err) => {
-                    log_failed_save(&err);
+                    log_failed_save(&runtime, &err);
                     axum_core::response::IntoResponse::into_response(SessionRejection::from(&err))
                 }
             };
@@ -583,8 +584,10 @@ where
     }
 }
 
-fn log_failed_save(err: &Error) {
+fn log_failed_save(runtime: &Runtime, err: &Error) {
     match err {
+        // Said once per outage, with its end.
+        Error::Store(e) => runtime.health.failed("save", &crate::error::error_chain(e)),
         Error::Destroyed => {
             tracing::debug!("a write to a session destroyed meanwhile was dropped; answering 409");
         }

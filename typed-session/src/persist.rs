@@ -130,7 +130,8 @@ impl<S: SessionSchema> Core<S> {
         let span = tracing::debug_span!(
             "session.load",
             backend = rt.backend.name(),
-            outcome = tracing::field::Empty
+            outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty
         );
         // Without a subscriber that wants the span, no span work at all
         // (entering, recording, forwarding to `log`) on the hot path.
@@ -139,7 +140,9 @@ impl<S: SessionSchema> Core<S> {
         }
         // Boxed, so that the span does not grow the future of every request
         // that runs without one.
+        let started = std::time::Instant::now();
         let result = Box::pin(Self::load_in_span(rt, cookie).instrument(span.clone())).await;
+        span.record("duration_us", started.elapsed().as_micros() as u64);
         span.record(
             "outcome",
             match &result {
@@ -158,9 +161,12 @@ impl<S: SessionSchema> Core<S> {
     ) -> Result<Self, SessionRejection> {
         let now = rt.now_ms();
         let found = rt.backend.load(cookie).await.map_err(|e| {
-            tracing::error!(cause = %error_chain(&e), "session store failed on load");
+            rt.health.failed("load", &error_chain(&e));
             SessionRejection::StoreUnavailable
         })?;
+        if matches!(found, Found::Live(_)) {
+            rt.health.ok();
+        }
         let loaded = match found {
             Found::Live(loaded) => loaded,
             Found::Absent | Found::Dead => return Ok(Core::new(State::fresh(now), Some(rt))),
@@ -203,7 +209,7 @@ impl<S: SessionSchema> Core<S> {
                 let mut copy_deadline = None;
                 if let (Some(list), Some(subject)) = (&rt.revocation, decoded.header.subject) {
                     let state = list.state(&subject.digest).await.map_err(|e| {
-                        tracing::error!(cause = %error_chain(&e), "revocation list failed on load");
+                        rt.health.failed("revocation", &error_chain(&e));
                         SessionRejection::StoreUnavailable
                     })?;
                     if state.not_before.is_some_and(|t| subject.since <= t) {
@@ -429,13 +435,16 @@ impl<S: SessionSchema> Core<S> {
             "session.commit",
             backend = rt.backend.name(),
             op = op.name(),
-            outcome = tracing::field::Empty
+            outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty
         );
         let result = if span.is_disabled() {
             self.execute(&rt, op, pending.mask).await
         } else {
+            let started = std::time::Instant::now();
             let result =
                 Box::pin(self.execute(&rt, op, pending.mask).instrument(span.clone())).await;
+            span.record("duration_us", started.elapsed().as_micros() as u64);
             span.record(
                 "outcome",
                 match &result {
@@ -450,6 +459,9 @@ impl<S: SessionSchema> Core<S> {
             (Ok(()), Some(sealed)) => sealed.record(self, &rt).await,
             (result, _) => result,
         };
+        if result.is_ok() {
+            rt.health.ok();
+        }
         match &result {
             // The session is gone: nothing is put back (a retry must not
             // bring the old data back under a new id). A sealed session over

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::backend::Backend;
 use crate::clock::{Clock, unix_millis};
@@ -44,6 +45,39 @@ pub enum NewerSchema {
     Reject,
 }
 
+/// Whether the store answers, so that an outage is said once (at `warn`,
+/// with its cause) and its end once (at `info`), not once per request.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    down: AtomicBool,
+    /// Failures during the current outage.
+    failures: AtomicU64,
+}
+
+impl Health {
+    /// A store operation failed with `cause` (already safe to log).
+    pub(crate) fn failed(&self, op: &'static str, cause: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                op,
+                cause,
+                "session store unavailable: requests that need it get 503 until it recovers (said once per outage)"
+            );
+        } else {
+            tracing::debug!(op, cause, "session store still unavailable");
+        }
+    }
+
+    /// A store operation succeeded.
+    pub(crate) fn ok(&self) {
+        if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::AcqRel) {
+            let failed = self.failures.swap(0, Ordering::Relaxed);
+            tracing::info!(failed_requests = failed, "session store recovered");
+        }
+    }
+}
+
 /// Settings and backend shared by every request of one layer.
 #[derive(Clone)]
 pub(crate) struct Runtime {
@@ -60,6 +94,8 @@ pub(crate) struct Runtime {
     pub(crate) commit_on: fn(http::StatusCode) -> bool,
     /// What to do with a record written by a newer version of the code.
     pub(crate) newer_schema: NewerSchema,
+    /// Outage and recovery, said once each.
+    pub(crate) health: Arc<Health>,
 }
 
 /// The default commit policy: everything but a server error.

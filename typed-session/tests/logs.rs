@@ -354,3 +354,65 @@ fn drift_at_the_current_version_is_a_warning_once_per_field() {
     }
     assert!(!lines.join("\n").contains(PERSONAL), "{lines:#?}");
 }
+
+#[derive(SessionSchema)]
+struct Counter {
+    n: u32,
+}
+
+/// Finding (issue 23): a store outage logged one error per request (a
+/// flood), and its end nothing. Now it is said once at `warn` with the
+/// cause, and its end once at `info`; the load and commit spans carry
+/// their duration.
+#[cfg(feature = "file-store")]
+#[tokio::test]
+async fn a_store_outage_is_said_once_and_its_end_once() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let dir = common::harness::TempDir::new("outage-log");
+    let path = dir.path().join("sessions");
+    let store = typed_session::store::FileStore::open_with(&path, 1 << 20, None).unwrap();
+    let app = Router::new()
+        .route(
+            "/inc",
+            post(|s: TypedSession<Counter>| async move {
+                s.update_n(|n| *n += 1).unwrap();
+                format!("{}", s.n())
+            }),
+        )
+        .layer(SessionLayer::new(store).with_secure(false));
+    let server = serve(app).await;
+    let cookie = http_post(server.addr, "/inc", None).await.cookie().unwrap();
+    let aside = dir.path().join("aside");
+    std::fs::rename(&path, &aside).unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            http_post(server.addr, "/inc", Some(&cookie)).await.status,
+            503
+        );
+    }
+    assert_eq!(http_post(server.addr, "/inc", None).await.status, 503);
+    std::fs::rename(&aside, &path).unwrap();
+    assert_eq!(
+        http_post(server.addr, "/inc", Some(&cookie)).await.body,
+        "2"
+    );
+    let lines = capture.0.lock().unwrap().clone();
+    let said = |level: &str, text: &str| {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(level) && l.contains(text))
+            .count()
+    };
+    assert_eq!(said("WARN", "session store unavailable"), 1, "{lines:#?}");
+    assert_eq!(said("ERROR", "session"), 0, "{lines:#?}");
+    assert_eq!(said("INFO", "session store recovered"), 1, "{lines:#?}");
+    let recovered = lines.iter().find(|l| l.contains("recovered")).unwrap();
+    assert!(recovered.contains("failed_requests=6"), "{recovered}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("record") && l.contains("duration_us=")),
+        "{lines:#?}"
+    );
+}

@@ -37,7 +37,8 @@ pub(crate) struct ServerSide {
 
 fn store_failed(op: &'static str) -> impl FnOnce(StoreError) -> Error {
     move |e| {
-        tracing::error!(op, cause = %error_chain(&e), "session store failed");
+        // The outage itself is said once, by the runtime's health.
+        tracing::debug!(op, cause = %error_chain(&e), "session store failed");
         Error::Store(e)
     }
 }
