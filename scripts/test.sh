@@ -34,7 +34,7 @@ cargo test --workspace --all-features
 echo "== docs build without warnings (broken links, private links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p typed-session -p typed-session-derive -p typed-session-examples --quiet
 echo "== every feature combination of typed-session builds"
-for features in "" "derive" "memory-store" "file-store" "redis-store" "derive,memory-store" "derive,file-store" "memory-store,file-store" "derive,memory-store,file-store" "cookie-store" "derive,cookie-store" "derive,memory-store,file-store,redis-store" "derive,memory-store,file-store,redis-store,cookie-store" "redis-tls" "derive,memory-store,file-store,redis-tls,cookie-store" "schema-check" "derive,schema-check"; do
+for features in "" "metrics" "derive" "memory-store" "file-store" "redis-store" "derive,memory-store" "derive,file-store" "memory-store,file-store" "derive,memory-store,file-store" "cookie-store" "derive,cookie-store" "derive,memory-store,file-store,redis-store" "derive,memory-store,file-store,redis-store,cookie-store" "redis-tls" "derive,memory-store,file-store,redis-tls,cookie-store" "schema-check" "derive,schema-check"; do
   echo "   --no-default-features --features '$features'"
   cargo check -p typed-session --no-default-features --features "$features" --quiet
 done

@@ -259,6 +259,37 @@ pub fn shop_app(layer: SessionLayer, app: App) -> Router {
         .layer(axum::middleware::from_fn(origin::same_origin_writes))
         .with_state(app)
         .route("/healthz", get(|| async { "ok" }))
+        .merge(metrics_route())
+}
+
+/// `GET /metrics`: the session metrics in Prometheus' text format (feature
+/// `metrics`; the recorder is installed once per process).
+#[cfg(feature = "metrics")]
+fn metrics_route() -> Router {
+    use std::sync::OnceLock;
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        OnceLock::new();
+    let handle = HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| eprintln!("shop: no metrics recorder: {e}"))
+                .ok()
+        })
+        .clone();
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move { handle.map(|h| h.render()).unwrap_or_default() }
+        }),
+    )
+}
+
+/// Without the `metrics` feature: no `/metrics`.
+#[cfg(not(feature = "metrics"))]
+fn metrics_route() -> Router {
+    Router::new()
 }
 
 /// The layer the demo's tests run over `store`; `Secure` off because the

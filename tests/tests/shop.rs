@@ -662,6 +662,42 @@ async fn password_guessing_is_slow_and_throttled() {
     assert_eq!(status, 200);
 }
 
+/// The demo's `/metrics` (feature `metrics`): the session counters and the
+/// store latency histogram after a few requests.
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_sessions_do() {
+    let server = serve(shop_app(Backend::memory().layer(), App::default())).await;
+    let mut b = Browser::new(server.addr);
+    let (status, _) = b
+        .api(
+            "POST",
+            "/api/login",
+            Some(json!({"email": "bob@example.com", "password": "bob-password"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    b.api(
+        "POST",
+        "/api/cart",
+        Some(json!({"productId": 1, "quantity": 1})),
+    )
+    .await;
+    b.api("GET", "/api/cart", None).await;
+    b.api("POST", "/api/logout", None).await;
+    let metrics = b.get("/metrics").await.body;
+    eprintln!("{metrics}");
+    for name in [
+        "typed_session_sessions_loaded_total",
+        "typed_session_sessions_saved_total",
+        "typed_session_sessions_destroyed_total",
+        "typed_session_store_seconds",
+        "typed_session_live_sessions{backend=\"MemoryStore\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing in:\n{metrics}");
+    }
+}
+
 /// Registers `name` through the three steps; the new user's id.
 async fn register(b: &mut Browser, name: &str) -> u64 {
     let email = format!("{}@example.com", name.to_lowercase());

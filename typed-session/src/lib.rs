@@ -126,6 +126,7 @@ mod rejection;
 mod revoke;
 mod runtime;
 mod state;
+mod telemetry;
 
 pub mod clock;
 pub mod schema;

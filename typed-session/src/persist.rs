@@ -18,6 +18,7 @@ use crate::runtime::Runtime;
 use crate::schema::SessionSchema;
 use crate::state::{Action, CookieChange, Core, State};
 use crate::store::TypedCache;
+use crate::telemetry;
 
 /// What the layer adds to the response once the handler is done.
 pub(crate) struct Finish {
@@ -160,12 +161,24 @@ impl<S: SessionSchema> Core<S> {
         cookie: CookieIn<'_>,
     ) -> Result<Self, SessionRejection> {
         let now = rt.now_ms();
+        let started = telemetry::timing().then(std::time::Instant::now);
         let found = rt.backend.load(cookie).await.map_err(|e| {
             rt.health.failed("load", &error_chain(&e));
+            telemetry::count(
+                "typed_session_store_errors_total",
+                &[("backend", rt.backend.name()), ("op", "load")],
+            );
             SessionRejection::StoreUnavailable
         })?;
+        if let Some(started) = started {
+            telemetry::store_time(rt.backend.name(), "load", started.elapsed().as_secs_f64());
+        }
         if matches!(found, Found::Live(_)) {
             rt.health.ok();
+            telemetry::count(
+                "typed_session_sessions_loaded_total",
+                &[("backend", rt.backend.name())],
+            );
         }
         let loaded = match found {
             Found::Live(loaded) => loaded,
@@ -431,6 +444,8 @@ impl<S: SessionSchema> Core<S> {
             let sealed = SealedCopies::of(&st, &rt, &op);
             (op, pending, sealed)
         };
+        let op_name = op.name();
+        let timed = telemetry::timing().then(std::time::Instant::now);
         let span = tracing::debug_span!(
             "session.commit",
             backend = rt.backend.name(),
@@ -462,6 +477,7 @@ impl<S: SessionSchema> Core<S> {
         if result.is_ok() {
             rt.health.ok();
         }
+        Self::measure(&rt, op_name, timed, &result);
         match &result {
             // The session is gone: nothing is put back (a retry must not
             // bring the old data back under a new id). A sealed session over
@@ -478,6 +494,57 @@ impl<S: SessionSchema> Core<S> {
             }
         }
         result
+    }
+
+    /// The commit's metrics (feature `metrics`).
+    fn measure(
+        rt: &Runtime,
+        op: &'static str,
+        started: Option<std::time::Instant>,
+        result: &Result<(), Error>,
+    ) {
+        let backend = rt.backend.name();
+        if let Some(started) = started
+            && op != "none"
+        {
+            telemetry::store_time(backend, op, started.elapsed().as_secs_f64());
+        }
+        let counter = match (result, op) {
+            (Ok(()), "create") => "typed_session_sessions_created_total",
+            (Ok(()), "save") => "typed_session_sessions_saved_total",
+            (Ok(()), "regenerate") => "typed_session_sessions_regenerated_total",
+            (Ok(()), "destroy") => "typed_session_sessions_destroyed_total",
+            (Err(Error::Store(_)), _) => {
+                telemetry::count(
+                    "typed_session_store_errors_total",
+                    &[("backend", backend), ("op", op)],
+                );
+                return;
+            }
+            (Err(Error::TooLarge { .. }), _) => {
+                telemetry::count(
+                    "typed_session_writes_refused_total",
+                    &[("reason", "too_large")],
+                );
+                return;
+            }
+            (Err(Error::CookieTooLarge { .. }), _) => {
+                telemetry::count(
+                    "typed_session_writes_refused_total",
+                    &[("reason", "cookie_too_large")],
+                );
+                return;
+            }
+            (Err(Error::NewerSchema { .. }), _) => {
+                telemetry::count(
+                    "typed_session_writes_refused_total",
+                    &[("reason", "newer_schema")],
+                );
+                return;
+            }
+            _ => return,
+        };
+        telemetry::count(counter, &[("backend", backend)]);
     }
 
     /// A new identity was persisted (created or regenerated): the response

@@ -90,6 +90,10 @@ impl IntoResponse for SessionRejection {
 
 impl IntoResponse for crate::ValidationError {
     fn into_response(self) -> Response {
+        crate::telemetry::count(
+            "typed_session_writes_refused_total",
+            &[("reason", "validation")],
+        );
         tracing::debug!(
             field = self.field().unwrap_or("<struct>"),
             "session write refused by a rule; answering 422"

@@ -147,6 +147,7 @@ impl RevocationList {
             true
         })
         .await?;
+        crate::telemetry::count("typed_session_revocations_total", &[]);
         tracing::info!("sessions of one subject revoked");
         Ok(())
     }

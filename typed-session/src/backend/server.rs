@@ -313,6 +313,7 @@ impl ServerSide {
 }
 
 fn merge_or_give_up(merge: Merge<'_>, theirs: &[u8]) -> Result<Vec<u8>, Error> {
+    crate::telemetry::count("typed_session_conflicts_merged_total", &[]);
     merge(theirs).map_err(|e| match e {
         // Decided, not failed: the answer for this request.
         Error::NewerSchema { .. } | Error::Load(crate::LoadError::FutureVersion { .. }) => e,

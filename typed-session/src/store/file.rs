@@ -225,6 +225,16 @@ impl Usage {
         s.bytes.fetch_add(len, Ordering::Relaxed);
         self.count.fetch_add(files, Ordering::Relaxed);
         self.bytes.fetch_add(len, Ordering::Relaxed);
+        self.report();
+    }
+
+    /// The gauges (feature `metrics`).
+    fn report(&self) {
+        crate::telemetry::live(
+            "FileStore",
+            self.count.load(Ordering::Relaxed).max(0) as f64,
+            self.bytes.load(Ordering::Relaxed).max(0) as f64,
+        );
     }
 
     /// A subdirectory counted afresh (a sweep pass).
@@ -234,6 +244,7 @@ impl Usage {
         let old_len = s.bytes.swap(len, Ordering::Relaxed);
         self.count.fetch_add(files - old_files, Ordering::Relaxed);
         self.bytes.fetch_add(len - old_len, Ordering::Relaxed);
+        self.report();
         let mut set = KeySet::default();
         for key in anonymous {
             set.insert(key);

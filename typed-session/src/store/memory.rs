@@ -281,6 +281,7 @@ impl Inner {
         if class == Class::Anonymous {
             self.anonymous.fetch_add(1, Ordering::Relaxed);
         }
+        self.report();
     }
 
     fn removed(&self, class: Class, cost: usize) {
@@ -289,6 +290,16 @@ impl Inner {
         if class == Class::Anonymous {
             self.anonymous.fetch_sub(1, Ordering::Relaxed);
         }
+        self.report();
+    }
+
+    /// The gauges (feature `metrics`).
+    fn report(&self) {
+        crate::telemetry::live(
+            "MemoryStore",
+            self.len.load(Ordering::Relaxed) as f64,
+            self.bytes.load(Ordering::Relaxed) as f64,
+        );
     }
 
     fn resized(&self, old: usize, new: usize) {
