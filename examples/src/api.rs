@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use typed_session::{SessionView, TypedSession};
+use typed_session::{SessionRejection, SessionView, TypedSession};
 
 use crate::session::{
     CartLine, MAX_QUANTITY, Preferences, Registration, ShopSession, invalid_preference,
@@ -31,6 +31,35 @@ fn ok(mut body: Value) -> Response {
 /// `{code, error}` with `status`.
 pub(crate) fn fail(status: StatusCode, code: u32, error: &str) -> Response {
     (status, Json(json!({ "code": code, "error": error }))).into_response()
+}
+
+/// A JSON body, or the API's `{code: 4000, error}` when it is missing,
+/// malformed, of the wrong shape (`400`, `422`) or not JSON at all (`415`):
+/// axum's own rejections keep the API's contract too.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(fail(rejection.status(), 4000, &rejection.body_text())),
+        }
+    }
+}
+
+/// A session rejection (the store down, a session ended meanwhile, ...)
+/// in the API's shape: the layer's `on_rejection` hook.
+pub(crate) fn rejection_response(rejection: SessionRejection) -> Response {
+    let code = match rejection.status().as_u16() {
+        503 => 5003,
+        409 => 4009,
+        413 => 4013,
+        400 => 4000,
+        _ => 5000,
+    };
+    fail(rejection.status(), code, &rejection.to_string())
 }
 
 /// `422 {code: 4001, field, error}`.
@@ -52,7 +81,7 @@ pub(crate) async fn login(
     State(app): State<App>,
     client: crate::auth::Client,
     session: TypedSession<ShopSession>,
-    Json(body): Json<Credentials>,
+    ApiJson(body): ApiJson<Credentials>,
 ) -> Response {
     let user = match crate::log_in(&app, &client, &body.email, &body.password).await {
         Ok(user) => user,
@@ -129,7 +158,7 @@ pub(crate) struct AddToCart {
 
 pub(crate) async fn add_to_cart(
     session: TypedSession<ShopSession>,
-    Json(body): Json<AddToCart>,
+    ApiJson(body): ApiJson<AddToCart>,
 ) -> Response {
     match add_line(&session, body.product_id, body.quantity) {
         Ok(()) => ok(session.with_cart(|c| cart_summary(c))),
@@ -183,7 +212,7 @@ pub(crate) async fn preferences(session: SessionView<ShopSession>) -> Response {
 
 pub(crate) async fn put_preferences(
     session: TypedSession<ShopSession>,
-    Json(body): Json<Preferences>,
+    ApiJson(body): ApiJson<Preferences>,
 ) -> Response {
     if let Some((field, why)) = invalid_preference(&body) {
         return invalid(field, &why);
@@ -202,7 +231,7 @@ pub(crate) struct Step1 {
 
 pub(crate) async fn register_step1(
     session: TypedSession<ShopSession>,
-    Json(body): Json<Step1>,
+    ApiJson(body): ApiJson<Step1>,
 ) -> Response {
     if !text_ok(&body.name) {
         return invalid("name", "1 to 100 characters");
@@ -228,7 +257,7 @@ pub(crate) struct Step2 {
 
 pub(crate) async fn register_step2(
     session: TypedSession<ShopSession>,
-    Json(body): Json<Step2>,
+    ApiJson(body): ApiJson<Step2>,
 ) -> Response {
     let (name, email) = match session.registration() {
         Registration::Step1 { name, email } | Registration::Step2 { name, email, .. } => {

@@ -255,7 +255,11 @@ pub fn shop_app(layer: SessionLayer, app: App) -> Router {
         .route("/api/stats", get(api::stats))
         .merge(pages::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(layer.with_revocation(app.revocations.clone()))
+        .layer(
+            layer
+                .with_revocation(app.revocations.clone())
+                .on_rejection(api::rejection_response),
+        )
         .layer(axum::middleware::from_fn(origin::same_origin_writes))
         .with_state(app)
         .route("/healthz", get(|| async { "ok" }))

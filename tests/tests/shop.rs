@@ -698,6 +698,71 @@ async fn metrics_count_what_sessions_do() {
     }
 }
 
+/// Finding (issue 23): axum's own rejections (a malformed or non-JSON body)
+/// and a store outage answered plain text, breaking the API's contract
+/// that every response is JSON with a numeric `code`. Now `400`/`415` are
+/// code 4000 and the outage `503` code 5003, for the extractor's rejection
+/// and the commit's alike (the layer's `on_rejection` hook).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_keeps_its_json_contract_on_errors() {
+    let backend = Backend::file();
+    let Backend::File(store, _) = &backend else {
+        unreachable!()
+    };
+    let dir = store.path().to_path_buf();
+    let server = serve(shop_app(backend.layer(), App::default())).await;
+    let mut b = Browser::new(server.addr);
+    b.api(
+        "POST",
+        "/api/cart",
+        Some(json!({"productId": 1, "quantity": 1})),
+    )
+    .await;
+    for (ctype, body, status) in [
+        ("application/json", "{\"productId\": 1,", 400),
+        ("text/plain", "productId=1", 415),
+        ("application/json", "{\"productId\": \"one\"}", 422),
+    ] {
+        let res = b
+            .send("POST", "/api/cart", Some((ctype, body.to_owned())))
+            .await;
+        eprintln!("{ctype} {body}: {} {}", res.status, res.body);
+        let value: Value = serde_json::from_str(&res.body).unwrap();
+        assert_eq!(
+            (res.status, value["code"].clone()),
+            (status, json!(4000)),
+            "{}",
+            res.body
+        );
+    }
+    let aside = dir.with_extension("aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    let outage = b.send("GET", "/api/cart", None).await;
+    let mut fresh = Browser::new(server.addr);
+    let commit = fresh
+        .send(
+            "POST",
+            "/api/cart",
+            Some((
+                "application/json",
+                json!({"productId": 1, "quantity": 1}).to_string(),
+            )),
+        )
+        .await;
+    std::fs::rename(&aside, &dir).unwrap();
+    for res in [outage, commit] {
+        eprintln!("outage: {} {}", res.status, res.body);
+        let value: Value = serde_json::from_str(&res.body).unwrap();
+        assert_eq!(
+            (res.status, value["code"].clone()),
+            (503, json!(5003)),
+            "{}",
+            res.body
+        );
+    }
+    assert_eq!(b.api("GET", "/api/cart", None).await.0, 200, "recovered");
+}
+
 /// Registers `name` through the three steps; the new user's id.
 async fn register(b: &mut Browser, name: &str) -> u64 {
     let email = format!("{}@example.com", name.to_lowercase());

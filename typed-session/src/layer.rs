@@ -161,6 +161,7 @@ impl SessionLayer {
                 commit_on: crate::runtime::commit_unless_server_error,
                 newer_schema: NewerSchema::default(),
                 health: Arc::default(),
+                on_rejection: None,
             }),
         }
     }
@@ -443,6 +444,32 @@ impl SessionLayer {
         self.edit(|s| s.commit_on = policy)
     }
 
+    /// Answers every session rejection of this layer with `respond` instead
+    /// of the fixed plain-text body: the extractor's (`503` store
+    /// unavailable, `400` invalid session, ...) and the commit's (`409`,
+    /// `413`, ...). For an API whose every response has one shape:
+    ///
+    /// ```
+    /// use axum::response::{IntoResponse, Response};
+    /// use typed_session::{SessionLayer, SessionRejection};
+    /// use typed_session::store::MemoryStore;
+    ///
+    /// fn as_json(rejection: SessionRejection) -> Response {
+    ///     let body = format!(r#"{{"code":{},"error":"{}"}}"#, rejection.status().as_u16(), rejection);
+    ///     (rejection.status(), [("content-type", "application/json")], body).into_response()
+    /// }
+    ///
+    /// let layer = SessionLayer::new(MemoryStore::new()).on_rejection(as_json);
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// A handler that returns the session's [`Error`](crate::Error) itself
+    /// (from `save().await?`) is answered the same way. The status stays
+    /// yours to choose; the rejection's cause is logged, never passed on.
+    pub fn on_rejection(self, respond: fn(SessionRejection) -> Response<Body>) -> Self {
+        self.edit(|s| s.on_rejection = Some(respond))
+    }
+
     /// What to do with a session record written by a newer version of the
     /// code (a higher `#[session(version = N)]`): during a rolling deploy,
     /// instances of both versions serve the same sessions.
@@ -538,13 +565,20 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = inner.call(req);
         Box::pin(async move {
-            let response = future.await?;
+            let mut response = future.await?.map(Body::new);
+            // A rejection the extractor (or the handler) answered: in the
+            // app's shape, if it gave one.
+            if let Some(respond) = runtime.on_rejection
+                && let Some(rejection) = response.extensions_mut().remove::<SessionRejection>()
+            {
+                response = respond(rejection);
+            }
             let taken = slot
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
             let Some(session) = taken else {
-                return Ok(response.map(Body::new));
+                return Ok(response);
             };
             if !(runtime.commit_on)(response.status()) {
                 tracing::debug!(
@@ -558,10 +592,14 @@ where
                 None => session.erased.finish().await,
             };
             let mut response = match finish.result {
-                Ok(()) => response.map(Body::new),
+                Ok(()) => response,
                 Err(err) => {
                     log_failed_save(&runtime, &err);
-                    axum_core::response::IntoResponse::into_response(SessionRejection::from(&err))
+                    let rejection = SessionRejection::from(&err);
+                    match runtime.on_rejection {
+                        Some(respond) => respond(rejection),
+                        None => axum_core::response::IntoResponse::into_response(rejection),
+                    }
                 }
             };
             let headers = response.headers_mut();

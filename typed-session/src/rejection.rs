@@ -84,7 +84,10 @@ impl IntoResponse for SessionRejection {
         ) {
             tracing::error!(rejection = %self, "session extractor misconfigured");
         }
-        (self.status(), self.body_text()).into_response()
+        let mut response = (self.status(), self.body_text()).into_response();
+        // The layer's `on_rejection` hook, if any, answers in its place.
+        response.extensions_mut().insert(self);
+        response
     }
 }
 

@@ -9,6 +9,7 @@ use crate::backend::Backend;
 use crate::clock::{Clock, unix_millis};
 use crate::cookies::CookieSettings;
 use crate::expiry::Policy;
+use crate::rejection::SessionRejection;
 use crate::revoke::RevocationList;
 
 /// Default bound on one session's encoded size.
@@ -96,6 +97,8 @@ pub(crate) struct Runtime {
     pub(crate) newer_schema: NewerSchema,
     /// Outage and recovery, said once each.
     pub(crate) health: Arc<Health>,
+    /// The app's response to a rejection, in place of the plain-text one.
+    pub(crate) on_rejection: Option<fn(SessionRejection) -> axum_core::response::Response>,
 }
 
 /// The default commit policy: everything but a server error.
