@@ -126,7 +126,7 @@ fn expand(input: &Input, recovering: bool) -> TokenStream {
         let name = f.ident;
         let ty = f.ty;
         let key = f.name();
-        let rule = quote_spanned!(path.span()=> #ts::run_field_rule::<#ty, _, _>(#key, &self.#name, #path));
+        let rule = quote_spanned!(path.span()=> #ts::run_field_rule::<#ty, _, _, _>(#key, &self.#name, #path));
         Some(quote!(#index => #rule,))
     });
     let flash_merge_arms = input
@@ -153,9 +153,7 @@ fn expand(input: &Input, recovering: bool) -> TokenStream {
     });
     let container_validate = match &input.attrs.validate {
         Some((_, path)) => {
-            let validator =
-                quote_spanned!(path.span()=> #ts::container_validator::<Self, _>(#path));
-            quote!(#ts::check_container((#validator)(self)))
+            quote_spanned!(path.span()=> #ts::run_container_rule::<Self, _, _>(self, #path))
         }
         None => quote!(::core::result::Result::Ok(())),
     };
@@ -166,7 +164,11 @@ fn expand(input: &Input, recovering: bool) -> TokenStream {
             .iter()
             .filter(move |f| !recovering || !check::accessor_shadowed(f))
     };
-    let getters = accessible().map(getters);
+    let getters = accessible().map(|f| {
+        let mut out = getters(f);
+        out.extend(view_writers(f, &ts));
+        out
+    });
     let writers = accessible().map(|f| writers(f, ident, &ts));
     let ident_str = ident.to_string();
     let handle_doc = doc(format!(
@@ -394,7 +396,7 @@ fn default_expr(f: &Field, ts: &TokenStream) -> TokenStream {
             quote!((#check)())
         }
         Some(DefaultValue::Trait) | None => {
-            quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default())
+            quote_spanned!(ty.span()=> #ts::default_value::<#ty>())
         }
     }
 }
@@ -519,6 +521,22 @@ fn writers(f: &Field, ident: &syn::Ident, ts: &TokenStream) -> TokenStream {
 /// setters' signatures (so `?`, `.unwrap()` and argument counts add no
 /// second error); the bound, higher-ranked so that it is checked where the
 /// method is called rather than where it is defined, is never satisfied.
+/// On the view, every writer of `f` exists only to be refused: a view is
+/// read-only, and the compile error says to take `TypedSession` (rather
+/// than suggesting a similarly named getter). The handle's own writers
+/// come first in method lookup, so `TypedSession` is unaffected.
+fn view_writers(f: &Field, ts: &TokenStream) -> TokenStream {
+    if is_flash(f) {
+        return TokenStream::new();
+    }
+    let name = f.ident;
+    let field = f.name();
+    let set = format_ident!("set_{}", field, span = name.span());
+    let update = format_ident!("update_{}", field, span = name.span());
+    let take = format_ident!("take_{}", field, span = name.span());
+    blocked_writers(&set, &update, &take, f.ty, quote!(#ts::ViewIsReadOnly), ts)
+}
+
 fn blocked_writers(
     set: &syn::Ident,
     update: &syn::Ident,

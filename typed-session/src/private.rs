@@ -37,6 +37,17 @@ pub trait ReadonlyField {
     fn unreachable(self) -> core::convert::Infallible;
 }
 
+/// Never implemented: the bound on the writers of a read-only view.
+#[diagnostic::on_unimplemented(
+    message = "a `SessionView` is read-only",
+    label = "views have no setters",
+    note = "extract `TypedSession<S>` instead of `SessionView<S>` in a handler that changes the session"
+)]
+pub trait ViewIsReadOnly {
+    #[doc(hidden)]
+    fn unreachable(self) -> core::convert::Infallible;
+}
+
 /// Never implemented: the bound on the setters of a `flash` field.
 #[diagnostic::on_unimplemented(
     message = "a flash field has no setter",
@@ -97,36 +108,75 @@ pub fn migration_fn(
 
 /// Runs a field rule. The rule may take the field's type or anything it
 /// borrows as (`&[T]` for a `Vec<T>`, `&str` for a `String`).
-pub fn run_field_rule<T, A, E>(
+pub fn run_field_rule<T, A, E, F>(
     field: &'static str,
     value: &T,
-    rule: fn(&A) -> Result<(), E>,
+    rule: F,
 ) -> Result<(), ValidationError>
 where
     T: core::borrow::Borrow<A>,
     A: ?Sized,
     E: Display,
+    F: FieldRule<T, A, E>,
 {
-    rule(value.borrow()).map_err(|e| ValidationError::field_invalid(field, e))
+    rule.check(value.borrow())
+        .map_err(|e| ValidationError::field_invalid(field, e))
 }
 
-pub fn container_validator<S, E: Display>(f: fn(&S) -> Result<(), E>) -> fn(&S) -> Result<(), E> {
-    f
+/// Runs the struct rule (`#[session(validate = path)]` on the struct).
+pub fn run_container_rule<S, E, F>(value: &S, rule: F) -> Result<(), ValidationError>
+where
+    E: Display,
+    F: FieldRule<S, S, E>,
+{
+    rule.check(value).map_err(ValidationError::struct_invalid)
 }
 
 pub fn default_fn<T>(f: fn() -> T) -> fn() -> T {
     f
 }
 
-pub fn check_field<E: Display>(
-    field: &'static str,
-    result: Result<(), E>,
-) -> Result<(), ValidationError> {
-    result.map_err(|e| ValidationError::field_invalid(field, e))
+/// What a field needs to start a new session with: a default.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no default value to start a new session with",
+    label = "this field's type does not implement `Default`",
+    note = "derive or implement `Default` for it, or name a function that makes the value: `#[session(default = path)]` with `fn() -> {Self}`"
+)]
+pub trait SessionDefault: Sized {
+    #[doc(hidden)]
+    fn session_default() -> Self;
 }
 
-pub fn check_container<E: Display>(result: Result<(), E>) -> Result<(), ValidationError> {
-    result.map_err(ValidationError::struct_invalid)
+impl<T: Default> SessionDefault for T {
+    fn session_default() -> Self {
+        T::default()
+    }
+}
+
+/// The default of a field's type (see [`SessionDefault`]).
+pub fn default_value<T: SessionDefault>() -> T {
+    T::session_default()
+}
+
+/// A field's validation rule: `fn(&T) -> Result<(), E: Display>`, or the
+/// borrowed form (`fn(&[T])` for a `Vec<T>`, `fn(&str)` for a `String`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a validation rule for a field of type `{T}`",
+    label = "expected `fn(&{T}) -> Result<(), E>` with `E: Display`",
+    note = "a field rule takes the field by reference (or as what it borrows as: `&[U]` for `Vec<U>`, `&str` for `String`) and returns `Result<(), E>` where `E: std::fmt::Display`; the struct rule is `fn(&Struct) -> Result<(), E>`"
+)]
+pub trait FieldRule<T: ?Sized, A: ?Sized, E> {
+    #[doc(hidden)]
+    fn check(&self, value: &A) -> Result<(), E>;
+}
+
+impl<T: ?Sized, A: ?Sized, E: Display, F: Fn(&A) -> Result<(), E>> FieldRule<T, A, E> for F
+where
+    T: core::borrow::Borrow<A>,
+{
+    fn check(&self, value: &A) -> Result<(), E> {
+        self(value)
+    }
 }
 
 /// The flash merge of one field (see `SessionSchema::merge_flash_field`).
