@@ -327,6 +327,7 @@ impl RedisStore {
     /// Connects on first use (so the app starts while Redis is down; its
     /// requests get 503 until it is up).
     pub fn new(url: &str) -> Result<Self, StoreError> {
+        check_scheme(url)?;
         let info = url.into_connection_info().map_err(StoreError::new)?;
         Ok(RedisStore::build(Target::Node(Box::new(info))))
     }
@@ -343,6 +344,9 @@ impl RedisStore {
             return Err(StoreError::new(std::io::Error::other(
                 "a Redis Cluster needs at least one node address",
             )));
+        }
+        for node in &nodes {
+            check_scheme(node)?;
         }
         Ok(RedisStore::build(Target::Cluster(nodes)))
     }
@@ -890,6 +894,27 @@ enum Reply {
     Done(i64),
     Gone,
     Current(Record),
+}
+
+/// A URL whose scheme no Redis client speaks: said plainly (the redis
+/// crate's own error is "InvalidClientConfig").
+#[derive(Debug, thiserror::Error)]
+#[error("not a Redis URL: expected redis://, rediss:// or redis+unix:// (found {found})")]
+struct NotRedisUrl {
+    found: String,
+}
+
+fn check_scheme(url: &str) -> Result<(), StoreError> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("redis" | "rediss" | "redis+unix" | "unix" | "valkey" | "valkeys") => Ok(()),
+        Some(other) => Err(StoreError::new(NotRedisUrl {
+            found: format!("{other}://"),
+        })),
+        None => Err(StoreError::new(NotRedisUrl {
+            found: "no scheme".to_owned(),
+        })),
+    }
 }
 
 fn reply(value: Value) -> Result<Reply, StoreError> {
