@@ -122,6 +122,24 @@ macro_rules! build {
     };
 }
 
+/// `$name()`: the routes of `$routes()` and, for a build that has the
+/// theme field, `POST /theme/{theme}`.
+macro_rules! themed {
+    ($name:ident, $routes:ident, $s:ty) => {
+        pub fn $name() -> Router {
+            $routes().route(
+                "/theme/{theme}",
+                post(
+                    |s: TypedSession<$s>, Path(theme): Path<String>| async move {
+                        s.set_theme(theme).unwrap();
+                        "themed"
+                    },
+                ),
+            )
+        }
+    };
+}
+
 mod v2 {
     use super::*;
 
@@ -175,18 +193,7 @@ mod v3 {
 
     build!(routes, Shop, |sku| Line { sku, quantity: 1 }, quantity,
         theme: |s| Some(s.theme()));
-
-    pub fn with_theme() -> Router {
-        routes().route(
-            "/theme/{theme}",
-            post(
-                |s: TypedSession<Shop>, Path(theme): Path<String>| async move {
-                    s.set_theme(theme).unwrap();
-                    "themed"
-                },
-            ),
-        )
-    }
+    themed!(with_theme, routes, Shop);
 }
 
 /// Version 3 as the README's expand/contract section says to ship a
@@ -220,18 +227,7 @@ mod v3_expand {
 
     build!(routes, Shop, |sku| Line { sku, quantity: 1 }, quantity,
         theme: |s| Some(s.theme()));
-
-    pub fn with_theme() -> Router {
-        routes().route(
-            "/theme/{theme}",
-            post(
-                |s: TypedSession<Shop>, Path(theme): Path<String>| async move {
-                    s.set_theme(theme).unwrap();
-                    "themed"
-                },
-            ),
-        )
-    }
+    themed!(with_theme, routes, Shop);
 }
 
 /// Both builds on one server, each with its own layer over the backend.
