@@ -129,6 +129,22 @@ pub struct FileConfig {
     pub capacity: usize,
     /// Most bytes of record files kept (default 1 GiB), with the same policy.
     pub max_bytes: u64,
+    /// `full` (default: every acknowledged write survives a power cut) or
+    /// `os` (rename-atomic, unsynced: survives a process crash, not a power
+    /// cut; much faster writes). See `store::Durability`.
+    pub durability: FileDurability,
+}
+
+/// [`FileConfig::durability`] as plain data (`full` or `os`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FileDurability {
+    /// Synced: survives a power cut (the default).
+    #[default]
+    Full,
+    /// Not synced: survives a process crash.
+    Os,
 }
 
 impl Default for FileConfig {
@@ -139,6 +155,7 @@ impl Default for FileConfig {
             max_record_bytes: 1 << 20,
             capacity: 1_000_000,
             max_bytes: 1 << 30,
+            durability: FileDurability::Full,
         }
     }
 }
@@ -463,6 +480,7 @@ const BACKEND_VARS: &[(&str, &[&str])] = &[
             "SESSION_FILE_MAX_RECORD_BYTES",
             "SESSION_FILE_CAPACITY",
             "SESSION_FILE_MAX_BYTES",
+            "SESSION_FILE_DURABILITY",
         ],
     ),
     (
@@ -615,6 +633,18 @@ impl SessionConfig {
                 }
                 if let Some(v) = env_number("SESSION_FILE_MAX_BYTES", "a number of bytes")? {
                     f.max_bytes = v;
+                }
+                if let Some(v) = env_var("SESSION_FILE_DURABILITY") {
+                    f.durability = match v.trim().to_ascii_lowercase().as_str() {
+                        "full" => FileDurability::Full,
+                        "os" => FileDurability::Os,
+                        other => {
+                            return Err(invalid(
+                                "SESSION_FILE_DURABILITY",
+                                format!("expected full or os, found {other:?}"),
+                            ));
+                        }
+                    };
                 }
             }
             StoreConfig::Redis(r) => {

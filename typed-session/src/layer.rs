@@ -210,7 +210,11 @@ impl SessionLayer {
                     )
                 })?
                 .with_capacity(f.capacity)
-                .with_max_bytes(f.max_bytes);
+                .with_max_bytes(f.max_bytes)
+                .with_durability(match f.durability {
+                    crate::config::FileDurability::Os => crate::store::Durability::Os,
+                    _ => crate::store::Durability::Full,
+                });
                 Self::from_config_with_store(config, store)
             }
             #[cfg(feature = "redis-store")]

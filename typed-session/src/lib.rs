@@ -137,7 +137,8 @@ pub mod store;
 pub mod __private;
 
 pub use config::{
-    CookieModeConfig, FileConfig, MemoryConfig, RedisConfig, SessionConfig, StoreConfig,
+    CookieModeConfig, FileConfig, FileDurability, MemoryConfig, RedisConfig, SessionConfig,
+    StoreConfig,
 };
 pub use cookies::SameSite;
 pub use error::{

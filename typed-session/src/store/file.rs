@@ -118,6 +118,10 @@ struct Inner {
     usage: Usage,
     /// The subdirectory the next sweep pass starts at.
     sweep_cursor: AtomicUsize,
+    /// [`Durability`]: 0 full, 1 os.
+    durability: std::sync::atomic::AtomicU8,
+    /// Directory syncs shared by concurrent writes.
+    syncs: DirSyncs,
 }
 
 /// Cache shards, and entries per shard (4,096 x 16: 65,536 records).
@@ -385,6 +389,135 @@ struct Full {
     max_bytes: u64,
 }
 
+/// What a file store's acknowledged write survives.
+///
+/// ```
+/// use typed_session::store::{Durability, FileStore};
+///
+/// let dir = std::env::temp_dir().join(format!("typed-session-doc-os-{}", std::process::id()));
+/// let store = FileStore::open(&dir).unwrap().with_durability(Durability::Os);
+/// # let _ = store;
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// A power cut (the default): every acknowledged write was fsynced,
+    /// the file and the rename (its directory). Concurrent writes share
+    /// the directory syncs (group commit), so the cost per write falls as
+    /// concurrency rises; a lone write waits for no one.
+    #[default]
+    Full,
+    /// A crash of the process, not of the machine: writes are
+    /// rename-atomic (never torn) but not synced, so a power cut or a
+    /// kernel crash can lose the last seconds of acknowledged writes (what
+    /// PHP's, Laravel's and Rails' file sessions give). Much faster writes;
+    /// choose it knowingly (`SESSION_FILE_DURABILITY=os`).
+    Os,
+}
+
+/// Directory syncs shared by concurrent writes: a write that renamed its
+/// record while a sync was running joins the next batch; the first write
+/// of a batch that finds no sync running runs it at once (a lone write
+/// waits for no one). A write is acknowledged only after a sync of its
+/// directory that began after its rename.
+struct DirSyncs {
+    state: Mutex<SyncState>,
+    done: std::sync::Condvar,
+}
+
+struct SyncState {
+    /// The batch the next write joins (ids from 1).
+    open: u64,
+    /// Its subdirectories.
+    pending: std::collections::BTreeSet<usize>,
+    syncing: bool,
+    /// The last batch synced (0: none yet).
+    done_through: u64,
+    /// Recent failed batches and their error (bounded).
+    failed: std::collections::VecDeque<(u64, io::ErrorKind, String)>,
+    /// Batches synced, and the writes they covered (the average batch).
+    batches: u64,
+    writes: u64,
+}
+
+impl DirSyncs {
+    fn new() -> Self {
+        DirSyncs {
+            state: Mutex::new(SyncState {
+                open: 1,
+                pending: std::collections::BTreeSet::new(),
+                syncing: false,
+                done_through: 0,
+                failed: std::collections::VecDeque::new(),
+                batches: 0,
+                writes: 0,
+            }),
+            done: std::sync::Condvar::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// Makes the rename (or removal) just done in subdirectory `shard`
+    /// durable: waits for, or runs, a sync of that directory that began
+    /// after it.
+    fn sync_shard(&self, shard: usize) -> Result<(), StoreError> {
+        if self.durability() == Durability::Os {
+            return Ok(());
+        }
+        let syncs = &self.syncs;
+        let mut st = syncs.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.pending.insert(shard);
+        st.writes += 1;
+        let mine = st.open;
+        while st.done_through < mine {
+            if st.syncing {
+                st = syncs.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Lead the open batch: it closes now, later writes join the next.
+            st.syncing = true;
+            let batch = st.open;
+            st.open += 1;
+            let shards = std::mem::take(&mut st.pending);
+            drop(st);
+            let mut error = None;
+            for s in shards {
+                let dir = self.shard_dir(s);
+                if let Err(e) = sync_dir(&dir) {
+                    error = Some((e.kind(), format!("{}: {e}", dir.display())));
+                }
+            }
+            st = syncs.state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.syncing = false;
+            st.done_through = batch;
+            st.batches += 1;
+            if let Some((kind, text)) = error {
+                st.failed.push_back((batch, kind, text));
+                if st.failed.len() > 64 {
+                    st.failed.pop_front();
+                }
+            }
+            syncs.done.notify_all();
+        }
+        match st.failed.iter().find(|(b, _, _)| *b == mine) {
+            Some((_, kind, text)) => Err(failed("sync", &self.dir)(io::Error::new(
+                *kind,
+                text.clone(),
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn durability(&self) -> Durability {
+        match self.durability.load(Ordering::Relaxed) {
+            1 => Durability::Os,
+            _ => Durability::Full,
+        }
+    }
+}
+
 impl FileStore {
     /// Opens (creating it `0700` if missing) the directory `dir`, checks that
     /// files can be written in it and that no other user can, counts what
@@ -406,7 +539,7 @@ impl FileStore {
         // Writable? A probe file, written, synced and removed; its owner is
         // this process's user.
         let probe = dir.join(tmp_name("probe"));
-        let probe_meta = write_private(&probe, b"probe", None)
+        let probe_meta = write_private(&probe, b"probe", None, true)
             .and_then(|_| fs::symlink_metadata(&probe))
             .map_err(failed("write", &probe))?;
         fs::remove_file(&probe).map_err(failed("remove", &probe))?;
@@ -427,6 +560,8 @@ impl FileStore {
                 cache: (0..CACHE_SHARDS).map(|_| Mutex::default()).collect(),
                 usage: Usage::new(),
                 sweep_cursor: AtomicUsize::new(0),
+                durability: std::sync::atomic::AtomicU8::new(0),
+                syncs: DirSyncs::new(),
             }),
         };
         store.inner.adopt_flat_records()?;
@@ -449,6 +584,28 @@ impl FileStore {
             .capacity
             .store(sessions.max(1), Ordering::Relaxed);
         self
+    }
+
+    /// What an acknowledged write survives (default [`Durability::Full`]).
+    pub fn with_durability(self, durability: Durability) -> Self {
+        let code = match durability {
+            Durability::Full => 0,
+            Durability::Os => 1,
+        };
+        self.inner.durability.store(code, Ordering::Relaxed);
+        self
+    }
+
+    /// Directory syncs run so far, and the writes they covered: their
+    /// ratio is the average batch of the group commit.
+    pub fn sync_batches(&self) -> (u64, u64) {
+        let st = self
+            .inner
+            .syncs
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (st.batches, st.writes)
     }
 
     /// At most `bytes` of record files (default 1 GiB), with the same policy.
@@ -590,8 +747,13 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
 }
 
 /// Writes `bytes` to a new file at `path` (`0600`), with its modification
-/// time set to `mtime`, syncs it, and says which version it wrote.
-fn write_private(path: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Result<Version> {
+/// time set to `mtime`, syncs it (`sync`), and says which version it wrote.
+fn write_private(
+    path: &Path,
+    bytes: &[u8],
+    mtime: Option<SystemTime>,
+    sync: bool,
+) -> io::Result<Version> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -601,7 +763,11 @@ fn write_private(path: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Re
     if let Some(t) = mtime {
         file.set_modified(t)?;
     }
-    file.sync_all()?;
+    if sync {
+        // The data and the time (the expiry); the directory entry is the
+        // rename's, synced with its directory.
+        file.sync_all()?;
+    }
     Version::of(&file.metadata()?)
 }
 
@@ -807,13 +973,14 @@ impl Inner {
         bytes.extend_from_slice(class.magic());
         bytes.extend_from_slice(&record.revision.to_le_bytes());
         bytes.extend_from_slice(&record.data);
-        let mut written = write_private(&tmp, &bytes, Some(stamp(record.expires_at)));
+        let sync = self.durability() == Durability::Full;
+        let mut written = write_private(&tmp, &bytes, Some(stamp(record.expires_at)), sync);
         if matches!(&written, Err(e) if e.kind() == io::ErrorKind::NotFound)
             && fs::metadata(&self.dir).is_ok()
         {
             // The subdirectory was removed from under the store: again.
             create_private_dir(&dir).map_err(failed("create directory", &dir))?;
-            written = write_private(&tmp, &bytes, Some(stamp(record.expires_at)));
+            written = write_private(&tmp, &bytes, Some(stamp(record.expires_at)), sync);
         }
         let written = written.and_then(|version| fs::rename(&tmp, &path).map(|()| version));
         let version = match written {
@@ -824,7 +991,7 @@ impl Inner {
                 return Err(failed("write", &path)(e));
             }
         };
-        sync_dir(&dir).map_err(failed("sync", &dir))?;
+        self.sync_shard(Self::shard(key))?;
         // Kept with the runtime's decoded copy, if it attached one.
         self.remember(key, version, record, class);
         Ok(version.len)
@@ -845,8 +1012,7 @@ impl Inner {
             Ok(()) => {
                 self.usage.add(shard, -1, -(len as i64));
                 self.usage.anonymous(shard).remove(key);
-                let dir = self.shard_dir(shard);
-                sync_dir(&dir).map_err(failed("sync", &dir))
+                self.sync_shard(shard)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(failed("remove", &path)(e)),
@@ -1351,6 +1517,41 @@ mod tests {
         );
         r.established = established;
         r
+    }
+
+    /// Group commit (issue 25): concurrent writes share the directory
+    /// syncs, a lone write runs its own at once; `Durability::Os` syncs
+    /// nothing and still writes whole files.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_directory_syncs() {
+        let dir = temp("group");
+        let store = FileStore::open_with(&dir, 1 << 20, None).unwrap();
+        assert!(store.create(&key(1), record(false)).await.unwrap());
+        assert_eq!(store.sync_batches(), (1, 1), "a lone write syncs alone");
+        let tasks: Vec<_> = (0..64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.create(&key(100 + n), record(false)).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap());
+        }
+        let (batches, writes) = store.sync_batches();
+        eprintln!("65 writes, {batches} directory syncs");
+        assert_eq!(writes, 65);
+        assert!(batches <= writes, "{batches} > {writes}");
+        for n in 0..64 {
+            assert!(store.load(&key(100 + n)).await.unwrap().is_some());
+        }
+        let os = FileStore::open_with(temp("os"), 1 << 20, None)
+            .unwrap()
+            .with_durability(Durability::Os);
+        assert!(os.create(&key(1), record(false)).await.unwrap());
+        assert!(os.load(&key(1)).await.unwrap().is_some());
+        assert_eq!(os.sync_batches(), (0, 0));
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(os.path()).unwrap();
     }
 
     /// Finding (issue 22, item 3): every cookie-less request left a file,

@@ -91,7 +91,7 @@ use crate::id::SessionKey;
 mod file;
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
-pub use file::FileStore;
+pub use file::{Durability, FileStore};
 #[cfg(feature = "redis-store")]
 mod redis;
 #[cfg(feature = "redis-store")]
