@@ -103,8 +103,13 @@ async fn main() -> ExitCode {
         "file" => {
             let dir =
                 std::env::temp_dir().join(format!("typed-session-bench-{}", std::process::id()));
+            // SESSION_FILE_DURABILITY=os measures the unsynced setting.
+            let durability = match std::env::var("SESSION_FILE_DURABILITY").as_deref() {
+                Ok("os") => typed_session::store::Durability::Os,
+                _ => typed_session::store::Durability::Full,
+            };
             match FileStore::open(&dir) {
-                Ok(store) => SessionLayer::new(store),
+                Ok(store) => SessionLayer::new(store.with_durability(durability)),
                 Err(e) => {
                     eprintln!("bench_server: file store in {}: {e}", dir.display());
                     return ExitCode::FAILURE;
