@@ -969,14 +969,24 @@ fn the_demo_says_its_mode_and_never_prints_a_password() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Its start-up line, waited for (up to 20 s on a loaded machine).
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let started = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_default();
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = format!("{started}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(!all.contains("topsecret-pw"), "{all}");
     assert!(all.contains("production mode"), "{all}");
 }
