@@ -423,9 +423,7 @@ impl<'de, S: SessionSchema> Visitor<'de> for Splitter<'_, 'de, S> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let found = S::FIELDS
-                .iter()
-                .position(|f| f.stored && f.key == key.0.as_ref());
+            let found = field_index::<S>(&key.0);
             match found {
                 Some(index) => {
                     if self.slots[index].is_some() {

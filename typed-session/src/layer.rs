@@ -598,7 +598,7 @@ where
             let mut response = match finish.result {
                 Ok(()) => response,
                 Err(err) => {
-                    log_failed_save(&runtime, &err);
+                    log_failed_save(&err);
                     let rejection = SessionRejection::from(&err);
                     match runtime.on_rejection {
                         Some(respond) => respond(rejection),
@@ -626,10 +626,10 @@ where
     }
 }
 
-fn log_failed_save(runtime: &Runtime, err: &Error) {
+fn log_failed_save(err: &Error) {
     match err {
-        // Said once per outage, with its end.
-        Error::Store(e) => runtime.health.failed("save", &crate::error::error_chain(e)),
+        // Said (once per outage) and counted by the commit itself.
+        Error::Store(_) => {}
         Error::Destroyed => {
             tracing::debug!("a write to a session destroyed meanwhile was dropped; answering 409");
         }

@@ -52,6 +52,8 @@ impl Op {
     }
 }
 
+const REFUSED: &str = "typed_session_writes_refused_total";
+
 /// Cookie mode with a revocation list: what a commit tells the list about
 /// the session's copies (each in the record of its subject).
 struct SealedCopies {
@@ -163,11 +165,8 @@ impl<S: SessionSchema> Core<S> {
         let now = rt.now_ms();
         let started = telemetry::timing().then(std::time::Instant::now);
         let found = rt.backend.load(cookie).await.map_err(|e| {
-            rt.health.failed("load", &error_chain(&e));
-            telemetry::count(
-                "typed_session_store_errors_total",
-                &[("backend", rt.backend.name()), ("op", "load")],
-            );
+            rt.health
+                .failed(rt.backend.name(), "load", &error_chain(&e));
             SessionRejection::StoreUnavailable
         })?;
         if let Some(started) = started {
@@ -222,7 +221,8 @@ impl<S: SessionSchema> Core<S> {
                 let mut copy_deadline = None;
                 if let (Some(list), Some(subject)) = (&rt.revocation, decoded.header.subject) {
                     let state = list.state(&subject.digest).await.map_err(|e| {
-                        rt.health.failed("revocation", &error_chain(&e));
+                        rt.health
+                            .failed(rt.backend.name(), "revocation", &error_chain(&e));
                         SessionRejection::StoreUnavailable
                     })?;
                     if state.not_before.is_some_and(|t| subject.since <= t) {
@@ -474,8 +474,12 @@ impl<S: SessionSchema> Core<S> {
             (Ok(()), Some(sealed)) => sealed.record(self, &rt).await,
             (result, _) => result,
         };
-        if result.is_ok() {
-            rt.health.ok();
+        match &result {
+            Ok(()) => rt.health.ok(),
+            Err(Error::Store(e)) => rt
+                .health
+                .failed(rt.backend.name(), op_name, &error_chain(e)),
+            Err(_) => {}
         }
         Self::measure(&rt, op_name, timed, &result);
         match &result {
@@ -509,42 +513,24 @@ impl<S: SessionSchema> Core<S> {
         {
             telemetry::store_time(backend, op, started.elapsed().as_secs_f64());
         }
-        let counter = match (result, op) {
-            (Ok(()), "create") => "typed_session_sessions_created_total",
-            (Ok(()), "save") => "typed_session_sessions_saved_total",
-            (Ok(()), "regenerate") => "typed_session_sessions_regenerated_total",
-            (Ok(()), "destroy") => "typed_session_sessions_destroyed_total",
-            (Err(Error::Store(_)), _) => {
-                telemetry::count(
-                    "typed_session_store_errors_total",
-                    &[("backend", backend), ("op", op)],
-                );
-                return;
-            }
-            (Err(Error::TooLarge { .. }), _) => {
-                telemetry::count(
-                    "typed_session_writes_refused_total",
-                    &[("reason", "too_large")],
-                );
-                return;
-            }
-            (Err(Error::CookieTooLarge { .. }), _) => {
-                telemetry::count(
-                    "typed_session_writes_refused_total",
-                    &[("reason", "cookie_too_large")],
-                );
-                return;
-            }
-            (Err(Error::NewerSchema { .. }), _) => {
-                telemetry::count(
-                    "typed_session_writes_refused_total",
-                    &[("reason", "newer_schema")],
-                );
-                return;
-            }
+        // Store errors are counted where they are said (`Health::failed`).
+        let (counter, label) = match (result, op) {
+            (Ok(()), "create") => ("typed_session_sessions_created_total", ("backend", backend)),
+            (Ok(()), "save") => ("typed_session_sessions_saved_total", ("backend", backend)),
+            (Ok(()), "regenerate") => (
+                "typed_session_sessions_regenerated_total",
+                ("backend", backend),
+            ),
+            (Ok(()), "destroy") => (
+                "typed_session_sessions_destroyed_total",
+                ("backend", backend),
+            ),
+            (Err(Error::TooLarge { .. }), _) => (REFUSED, ("reason", "too_large")),
+            (Err(Error::CookieTooLarge { .. }), _) => (REFUSED, ("reason", "cookie_too_large")),
+            (Err(Error::NewerSchema { .. }), _) => (REFUSED, ("reason", "newer_schema")),
             _ => return,
         };
-        telemetry::count(counter, &[("backend", backend)]);
+        telemetry::count(counter, &[label]);
     }
 
     /// A new identity was persisted (created or regenerated): the response

@@ -56,8 +56,13 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    /// A store operation failed with `cause` (already safe to log).
-    pub(crate) fn failed(&self, op: &'static str, cause: &str) {
+    /// Store operation `op` of `backend` failed with `cause` (already safe
+    /// to log): said (once per outage) and counted, in this one place.
+    pub(crate) fn failed(&self, backend: &'static str, op: &'static str, cause: &str) {
+        crate::telemetry::count(
+            "typed_session_store_errors_total",
+            &[("backend", backend), ("op", op)],
+        );
         self.failures.fetch_add(1, Ordering::Relaxed);
         if !self.down.swap(true, Ordering::AcqRel) {
             tracing::warn!(

@@ -13,7 +13,7 @@
 //! | `typed_session_sessions_regenerated_total` | counter | `backend` | new ids (`regenerate*`) |
 //! | `typed_session_conflicts_merged_total` | counter | | lost compare-and-sets merged and retried |
 //! | `typed_session_writes_refused_total` | counter | `reason` (`too_large`, `validation`, `newer_schema`, `cookie_too_large`) | writes refused with 413 / 422 / 409 / 500 |
-//! | `typed_session_store_errors_total` | counter | `backend`, `op` | store failures (answered 503) |
+//! | `typed_session_store_errors_total` | counter | `backend`, `op` (`load`, `revocation`, `create`, `save`, `touch`, `regenerate`, `destroy`) | store failures (answered 503) |
 //! | `typed_session_revocations_total` | counter | | `revoke_all` calls that landed |
 //! | `typed_session_store_seconds` | histogram | `backend`, `op` (`load`, `create`, `save`, `touch`, `regenerate`, `destroy`) | store operation latency |
 //! | `typed_session_live_sessions` | gauge | `backend` (`MemoryStore`, `FileStore`) | sessions the store holds |
