@@ -10,6 +10,7 @@ use syn::{DeriveInput, LitStr};
 use crate::ast::{Field, Input};
 use crate::attr::{DefaultValue, OnInvalid};
 use crate::ctxt::Ctxt;
+use crate::symbol::private_path;
 use crate::{check, fallback, recorded};
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
@@ -56,14 +57,6 @@ pub(crate) fn handle_names(input: &Input) -> (syn::Ident, syn::Ident) {
             format_ident!("{}Handle", input.ident),
             format_ident!("{}View", input.ident),
         ),
-    }
-}
-
-/// The path of the runtime's private module, `::typed_session::__private` by default.
-pub(crate) fn private_path(krate: Option<&syn::Path>) -> TokenStream {
-    match krate {
-        Some(path) => quote!(#path::__private),
-        None => quote!(::typed_session::__private),
     }
 }
 

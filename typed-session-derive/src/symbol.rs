@@ -1,5 +1,6 @@
-//! Keyword names of `#[session(...)]`, compared against paths without
-//! allocating (as serde_derive's `internals/symbol.rs`).
+//! Names shared by the attribute parser and the generated code: the
+//! keywords of `#[session(...)]`, compared against paths without allocating
+//! (as serde_derive's `internals/symbol.rs`), and the runtime's private path.
 
 use std::fmt::{self, Display};
 use syn::{Ident, Path};
@@ -43,5 +44,13 @@ impl PartialEq<Symbol> for &Path {
 impl Display for Symbol {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.0)
+    }
+}
+
+/// The path of the runtime's private module, `::typed_session::__private` by default.
+pub(crate) fn private_path(krate: Option<&syn::Path>) -> proc_macro2::TokenStream {
+    match krate {
+        Some(path) => quote::quote!(#path::__private),
+        None => quote::quote!(::typed_session::__private),
     }
 }

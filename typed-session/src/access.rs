@@ -3,7 +3,7 @@
 
 use crate::envelope::stored_mask;
 use crate::error::ValidationError;
-use crate::header::FieldMask;
+use crate::frame::FieldMask;
 use crate::schema::SessionSchema;
 use crate::state::{Core, ReadCore, State};
 

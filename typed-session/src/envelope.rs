@@ -1,6 +1,6 @@
 //! The stored form of a session: a JSON envelope
 //! `{"v":VERSION,"c":CREATED_MS,"t":TOUCHED_MS,"m":MAX_AGE_S,"s":"SUBJECT:SINCE_MS","d":{FIELD:VALUE,...}}`
-//! (`m` and `s` only when set; the framing lives in `header`).
+//! (`m` and `s` only when set; the framing lives in `meta`).
 //!
 //! Fields are encoded and decoded one by one, so that one bad field gets its
 //! own `on_invalid` policy instead of failing the whole record, and so that a
@@ -15,18 +15,18 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::backend::seam::{Body, TypedCache};
 use crate::error::{Error, FieldError, LoadError, describe_for_log};
-use crate::header::{FieldMask, Header, Newer, RawEnvelope, split_written, write_header};
+use crate::frame::{FieldMask, Meta, Newer, RawEnvelope, split_written, write_frame};
 use crate::runtime::NewerSchema;
 use crate::schema::{OnInvalid, SessionSchema};
-use crate::store::TypedCache;
 
 /// A decoded record: the value, the fields that loading changed (resets,
-/// migrations), and the header.
+/// migrations), and the meta.
 pub(crate) struct Decoded<S> {
     pub(crate) value: S,
     pub(crate) changed: FieldMask,
-    pub(crate) header: Header,
+    pub(crate) meta: Meta,
     pub(crate) migrated_from: Option<u32>,
     /// Set when the record was written by newer code (a higher version).
     pub(crate) newer: Option<Newer>,
@@ -41,12 +41,9 @@ pub(crate) fn stored_mask<S: SessionSchema>() -> FieldMask {
         .fold(0u128, |mask, (i, _)| mask | (1u128 << i))
 }
 
-pub(crate) fn encode<S: SessionSchema>(
-    value: &S,
-    header: &Header,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(256);
-    write_header(&mut out, S::VERSION, header);
+/// The fields' JSON object of `value` (the record's parts are framed by the backend).
+pub(crate) fn encode<S: SessionSchema>(value: &S) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(192);
     out.push(b'{');
     let mut first = true;
     for (index, meta) in S::FIELDS.iter().enumerate() {
@@ -61,8 +58,24 @@ pub(crate) fn encode<S: SessionSchema>(
         out.push(b':');
         value.encode_field(index, &mut out)?;
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
     Ok(out)
+}
+
+/// Decodes a record as its backend read it.
+pub(crate) fn decode_body<S: SessionSchema>(body: &Body) -> Result<Decoded<S>, LoadError> {
+    match body {
+        Body::Framed(bytes) => decode::<S>(bytes),
+        Body::Parts {
+            version,
+            meta,
+            fields,
+        } => {
+            let data = std::str::from_utf8(fields)
+                .map_err(|_| LoadError::Corrupt(de::Error::custom("fields are not UTF-8")))?;
+            decode_raw::<S>(*version, *meta, data)
+        }
+    }
 }
 
 pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadError> {
@@ -78,7 +91,7 @@ pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadE
                 return decoded.map(|(value, changed)| Decoded {
                     value,
                     changed,
-                    header: parts.header,
+                    meta: parts.meta,
                     migrated_from: None,
                     newer: None,
                 });
@@ -92,22 +105,31 @@ pub(crate) fn decode<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadE
 /// older versions).
 pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>, LoadError> {
     let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(LoadError::Corrupt)?;
-    let header = raw.header()?;
-    if raw.v > S::VERSION {
-        return decode_newer::<S>(raw.v, raw.d.get(), header);
+    decode_raw::<S>(raw.v, raw.meta()?, raw.d.get())
+}
+
+/// Decodes the fields' object `data` of a record at `version`: migrated
+/// when older, field by field when newer.
+fn decode_raw<S: SessionSchema>(
+    version: u32,
+    meta: Meta,
+    data: &str,
+) -> Result<Decoded<S>, LoadError> {
+    if version > S::VERSION {
+        return decode_newer::<S>(version, data, meta);
     }
     let mut migrated_from = None;
-    let data: Cow<'_, str> = if raw.v < S::VERSION {
-        migrated_from = Some(raw.v);
+    let data: Cow<'_, str> = if version < S::VERSION {
+        migrated_from = Some(version);
         let mut value: serde_json::Value =
-            serde_json::from_str(raw.d.get()).map_err(LoadError::Corrupt)?;
-        for from in raw.v.max(1)..S::VERSION {
+            serde_json::from_str(data).map_err(LoadError::Corrupt)?;
+        for from in version.max(1)..S::VERSION {
             value =
                 S::migrate(from, value).map_err(|source| LoadError::Migration { from, source })?;
         }
         Cow::Owned(value.to_string())
     } else {
-        Cow::Borrowed(raw.d.get())
+        Cow::Borrowed(data)
     };
     let (value, mut changed) = decode_fields::<S>(&data, migrated_from)?;
     if migrated_from.is_some() {
@@ -116,7 +138,7 @@ pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>
     Ok(Decoded {
         value,
         changed,
-        header,
+        meta,
         migrated_from,
         newer: None,
     })
@@ -128,7 +150,7 @@ pub(crate) fn decode_parsed<S: SessionSchema>(bytes: &[u8]) -> Result<Decoded<S>
 fn decode_newer<S: SessionSchema>(
     version: u32,
     data: &str,
-    header: Header,
+    meta: Meta,
 ) -> Result<Decoded<S>, LoadError> {
     let fields = raw_fields(data).map_err(LoadError::Corrupt)?;
     let mut value = S::fresh();
@@ -157,7 +179,7 @@ fn decode_newer<S: SessionSchema>(
     Ok(Decoded {
         value,
         changed,
-        header,
+        meta,
         migrated_from: None,
         newer: Some(Newer {
             version,
@@ -199,9 +221,9 @@ fn raw_fields(data: &str) -> Result<Vec<(String, Box<RawValue>)>, serde_json::Er
 /// those this request wrote before) get this code's value, every other
 /// stored field keeps its bytes, and the record keeps its version. A change
 /// to a field this code could not read is refused.
+/// Returns the fields' JSON object, to be written at `newer.version`.
 pub(crate) fn encode_over<S: SessionSchema>(
     value: &S,
-    header: &Header,
     changed: FieldMask,
     newer: &Newer,
 ) -> Result<Vec<u8>, Error> {
@@ -213,7 +235,6 @@ pub(crate) fn encode_over<S: SessionSchema>(
     }
     let ours = changed | newer.written;
     let mut out = Vec::with_capacity(256);
-    write_header(&mut out, newer.version, header);
     out.push(b'{');
     let mut done: FieldMask = 0;
     for (i, (key, raw)) in newer.fields.iter().enumerate() {
@@ -246,7 +267,7 @@ pub(crate) fn encode_over<S: SessionSchema>(
             .encode_field(index, &mut out)
             .map_err(Error::Serialize)?;
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
     Ok(out)
 }
 
@@ -378,7 +399,7 @@ pub(crate) fn apply_load_rules<S: SessionSchema>(
 
 /// The decoded value a store that keeps records in memory holds beside the bytes.
 pub(crate) struct Cached<S> {
-    pub(crate) header: Header,
+    pub(crate) meta: Meta,
     pub(crate) value: S,
 }
 
@@ -393,7 +414,7 @@ pub(crate) fn from_cache<S: SessionSchema>(
         apply_load_rules(&mut value, Vec::new(), 0).map(|changed| Decoded {
             value,
             changed,
-            header: cached.header,
+            meta: cached.meta,
             migrated_from: None,
             newer: None,
         }),
@@ -466,8 +487,8 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// Merges the fields in `changed` from `ours` into `theirs` (another
-/// writer's record), keeping every other field of theirs; the header is
-/// ours (`header`, as we are writing it), with the later write time.
+/// writer's record), keeping every other field of theirs; the meta is
+/// ours (`meta`, as we are writing it), with the later write time.
 /// Their record may be of any version: an older one is migrated first and
 /// written at ours; a newer one keeps its version and every field we did
 /// not change, and a change to a field whose stored shape we cannot read
@@ -476,7 +497,7 @@ pub(crate) fn merge<S: SessionSchema>(
     theirs: &[u8],
     ours: &S,
     changed: FieldMask,
-    header: &Header,
+    meta: &Meta,
     newer_schema: NewerSchema,
 ) -> Result<Vec<u8>, Error> {
     let corrupt = |e| Error::Load(LoadError::Corrupt(e));
@@ -544,16 +565,14 @@ pub(crate) fn merge<S: SessionSchema>(
             None => fields.push((meta.key.to_owned(), value)),
         }
     }
-    let header = Header {
-        created: header.created,
-        touched: header.touched.max(raw.t),
-        max_age: header.max_age.or(raw.m),
-        subject: header
-            .subject
-            .or(raw.header().map_err(Error::Load)?.subject),
+    let meta = Meta {
+        created: meta.created,
+        touched: meta.touched.max(raw.t),
+        max_age: meta.max_age.or(raw.m),
+        subject: meta.subject.or(raw.meta().map_err(Error::Load)?.subject),
     };
     let mut out = Vec::with_capacity(theirs.len() + 32);
-    write_header(&mut out, version, &header);
+    write_frame(&mut out, version, &meta);
     out.push(b'{');
     for (i, (key, value)) in fields.iter().enumerate() {
         if i > 0 {

@@ -579,3 +579,15 @@ pub(crate) fn describe_for_log(err: &(dyn StdError + 'static)) -> String {
     }
     error_chain(err)
 }
+
+/// Why the session core could not load a request's session; the extractor
+/// answers each with its [`SessionRejection`](crate::SessionRejection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoadRefused {
+    /// The store (or the revocation list) failed.
+    StoreUnavailable,
+    /// A stored field with `on_invalid = "reject"` failed.
+    InvalidSession,
+    /// Written by a newer version, with `on_newer_schema(Reject)`.
+    NewerVersion,
+}

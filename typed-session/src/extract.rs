@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
+use crate::backend::erased::BoxFuture;
 use crate::handle::{SessionView, TypedSession};
 use crate::persist::Finish;
 use crate::rejection::SessionRejection;
 use crate::runtime::Runtime;
 use crate::schema::SessionSchema;
 use crate::state::Core;
-use crate::store::BoxFuture;
 
 /// The request extension the layer adds and the extractors read.
 #[derive(Clone)]

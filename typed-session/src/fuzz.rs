@@ -144,9 +144,12 @@ pub fn cookie_header(data: &[u8]) {
 pub fn session_id(data: &[u8]) {
     static BACKEND: OnceLock<ServerSide> = OnceLock::new();
     let backend = BACKEND.get_or_init(|| {
-        let mut b = ServerSide::new(crate::store::MemoryStore::new());
-        b.set_keys(KeyRing::derive([&key()], Purpose::IdSigning));
-        b
+        ServerSide::new(
+            std::sync::Arc::new(crate::store::MemoryStore::new()),
+            None,
+            std::sync::Arc::default(),
+            KeyRing::derive([&key()], Purpose::IdSigning),
+        )
     });
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -172,12 +175,14 @@ pub fn sealed_cookie(data: &[u8]) {
     use crate::backend::sealed::SealedCookie;
     static SEALED: OnceLock<(SealedCookie, String)> = OnceLock::new();
     let (backend, good) = SEALED.get_or_init(|| {
-        let b = SealedCookie::new(KeyRing::derive([&key()], Purpose::Sealing), true);
-        let header = crate::header::Header::new(1_700_000_000_000);
+        let b = SealedCookie::new(KeyRing::derive([&key()], Purpose::Sealing), "session", true);
+        let meta = crate::frame::Meta::new(1_700_000_000_000);
         let payload = Payload {
-            data: bytes::Bytes::from(crate::header::assemble(1, &header, br#"{"n":1}"#)),
+            version: 1,
+            meta,
+            fields: br#"{"n":1}"#.to_vec(),
             expires_at: u64::MAX,
-            cache: None,
+            copy: None,
             established: false,
         };
         let good = b
@@ -202,8 +207,9 @@ pub fn stored_record<S: SessionSchema>(data: &[u8]) {
         return;
     }
     let written = |decoded: &crate::envelope::Decoded<S>| {
-        crate::envelope::encode(&decoded.value, &decoded.header)
-            .unwrap_or_else(|e| panic!("a loaded session encodes: {e}"))
+        let fields = crate::envelope::encode(&decoded.value)
+            .unwrap_or_else(|e| panic!("a loaded session encodes: {e}"));
+        crate::frame::frame(S::VERSION, &decoded.meta, &fields)
     };
     let fast =
         crate::envelope::decode::<S>(data).map(|d| (written(&d), d.changed, d.migrated_from));

@@ -86,7 +86,7 @@ impl<S: SessionSchema> TypedSession<S> {
         let now = unix_millis(SystemTime::now());
         let mut state = State::new(decoded.value, now);
         state.changed = decoded.changed;
-        state.header = decoded.header;
+        state.meta = decoded.meta;
         state.newer = decoded.newer;
         Ok(TypedSession::from_core(Core::new(state, None)))
     }
@@ -98,10 +98,17 @@ impl<S: SessionSchema> TypedSession<S> {
     /// [`Error::NewerSchema`].
     pub fn export(&self) -> Result<Vec<u8>, Error> {
         let st = self.core().lock();
-        match &st.newer {
-            Some(newer) => envelope::encode_over(&st.value, &st.header, st.changed, newer),
-            None => envelope::encode(&st.value, &st.header).map_err(Error::Serialize),
-        }
+        let (version, fields) = match &st.newer {
+            Some(newer) => (
+                newer.version,
+                envelope::encode_over(&st.value, st.changed, newer)?,
+            ),
+            None => (
+                S::VERSION,
+                envelope::encode(&st.value).map_err(Error::Serialize)?,
+            ),
+        };
+        Ok(crate::frame::frame(version, &st.meta, &fields))
     }
 
     /// The session id, once the session is stored (`None` for a new session
@@ -242,8 +249,8 @@ impl<S: SessionSchema> TypedSession<S> {
         st.value = S::fresh();
         st.changed = 0;
         st.expiry_changed = false;
-        st.header.max_age = None;
-        st.header.subject = None;
+        st.meta.max_age = None;
+        st.meta.subject = None;
     }
 
     /// Binds the session to a subject (your name for the user, such as
@@ -274,7 +281,7 @@ impl<S: SessionSchema> TypedSession<S> {
             None => unix_millis(SystemTime::now()),
         };
         let mut st = self.core().lock();
-        st.header.subject = subject.map(|s| crate::header::Subject {
+        st.meta.subject = subject.map(|s| crate::frame::Subject {
             digest: crate::revoke::subject_digest(s),
             since: now,
         });
@@ -287,7 +294,7 @@ impl<S: SessionSchema> TypedSession<S> {
     /// timeouts still apply.
     pub fn set_expiry(&self, max_age: Option<Duration>) {
         let mut st = self.core().lock();
-        st.header.max_age = max_age.map(|d| clamp_cookie_lifetime(d).as_secs().max(1));
+        st.meta.max_age = max_age.map(|d| clamp_cookie_lifetime(d).as_secs().max(1));
         st.expiry_changed = true;
     }
 

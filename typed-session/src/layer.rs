@@ -2,31 +2,24 @@
 //! its context, the response gets the session saved and its cookie.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum_core::body::Body;
-use bytes::Bytes;
-use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::Response;
 use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::backend::Backend;
-use crate::backend::server::ServerSide;
+use crate::backend::BackendConfig;
 use crate::clock::{Clock, SystemClock};
 use crate::config::SessionConfig;
 use crate::cookies::{SameSite, check_cookie_name};
-use crate::error::{ConfigError, Error, describe_for_log};
+use crate::error::ConfigError;
 use crate::expiry::Policy;
-use crate::extract::{RequestContext, SlotCell};
 use crate::keys::SigningKey;
 use crate::rejection::SessionRejection;
 use crate::runtime::NewerSchema;
 use crate::runtime::Runtime;
+use crate::service::SessionService;
 use crate::store::SessionStore;
 
 /// Adds typed sessions to an axum router.
@@ -59,6 +52,10 @@ use crate::store::SessionStore;
 #[derive(Clone)]
 pub struct SessionLayer {
     runtime: Arc<Runtime>,
+    /// What the runtime's backend is built from, again after every setting.
+    backend: BackendConfig,
+    /// Newest first.
+    secrets: Vec<SigningKey>,
 }
 
 impl fmt::Debug for SessionLayer {
@@ -83,9 +80,9 @@ impl SessionLayer {
     /// idle and 7 day absolute timeouts, 64 KiB per session, no signing.
     pub fn new(store: impl SessionStore) -> Self {
         SessionLayer::build(
-            Backend::Server(ServerSide::new(store)),
+            BackendConfig::server(store),
             &SessionConfig::default(),
-            &[],
+            Vec::new(),
         )
     }
 
@@ -131,24 +128,19 @@ impl SessionLayer {
     #[cfg(feature = "cookie-store")]
     pub fn encrypted_cookie(key: SigningKey) -> Self {
         SessionLayer::build(
-            Backend::Sealed(crate::backend::sealed::SealedCookie::new(
-                crate::keys::KeyRing::default(),
-                false,
-            )),
+            BackendConfig::Sealed { compress: false },
             &SessionConfig::default(),
-            &[key],
+            vec![key],
         )
     }
 
     /// The one mapping from plain settings to the layer's shared state;
     /// `config` must have passed `validate`.
-    fn build(mut backend: Backend, config: &SessionConfig, keys: &[SigningKey]) -> Self {
-        backend.set_secrets(keys);
+    fn build(backend: BackendConfig, config: &SessionConfig, secrets: Vec<SigningKey>) -> Self {
         let cookie = config.cookie_settings();
-        backend.bind_cookie_name(cookie.full_name());
         SessionLayer {
             runtime: Arc::new(Runtime {
-                backend,
+                backend: backend.build(&secrets, cookie.full_name()),
                 cookie,
                 policy: Policy {
                     idle: SessionConfig::secs(config.idle_timeout_secs),
@@ -163,6 +155,8 @@ impl SessionLayer {
                 health: Arc::default(),
                 on_rejection: None,
             }),
+            backend,
+            secrets,
         }
     }
 
@@ -185,92 +179,9 @@ impl SessionLayer {
         for warning in config.warnings() {
             tracing::warn!("session configuration: {warning}");
         }
-        match &config.store {
-            #[cfg(feature = "memory-store")]
-            crate::config::StoreConfig::Memory(m) => Self::from_config_with_store(
-                config,
-                crate::store::MemoryStore::with_capacity(m.capacity).with_max_bytes(m.max_bytes),
-            ),
-            #[cfg(feature = "file-store")]
-            crate::config::StoreConfig::File(f) => {
-                let store = crate::store::FileStore::open_with(
-                    &f.path,
-                    f.max_record_bytes,
-                    Some(Duration::from_secs(f.sweep_interval_secs.max(1))),
-                )
-                .map_err(|e| {
-                    let path = f.path.display();
-                    config.named(
-                        &format!("store.path = {path}"),
-                        &format!("SESSION_FILE_PATH={path}"),
-                        ConfigError::StoreUnavailable {
-                            driver: "file",
-                            reason: crate::error::error_chain(&e),
-                        },
-                    )
-                })?
-                .with_capacity(f.capacity)
-                .with_max_bytes(f.max_bytes)
-                .with_durability(match f.durability {
-                    crate::config::FileDurability::Os => crate::store::Durability::Os,
-                    _ => crate::store::Durability::Full,
-                });
-                Self::from_config_with_store(config, store)
-            }
-            #[cfg(feature = "redis-store")]
-            crate::config::StoreConfig::Redis(r) => {
-                let url = r.redacted_url();
-                let named = |e: crate::StoreError| {
-                    config.named(
-                        &format!("store.url = {url}"),
-                        &format!("REDIS_URL={url}"),
-                        ConfigError::StoreUnavailable {
-                            driver: "redis",
-                            reason: crate::error::error_chain(&e),
-                        },
-                    )
-                };
-                let store = if r.cluster {
-                    crate::store::RedisStore::cluster(r.url.split(',').map(str::trim))
-                } else {
-                    crate::store::RedisStore::new(&r.url)
-                }
-                .map_err(named)?
-                .with_prefix(r.prefix.clone())
-                .with_connect_timeout(Duration::from_millis(r.connect_timeout_ms.max(1)))
-                .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)))
-                .with_local_cache(r.local_cache);
-                let store = match &r.root_certificate_file {
-                    None => store,
-                    Some(path) => with_root_certificate(store, path)?,
-                };
-                if !config.lazy_store {
-                    check_now(&store).map_err(named)?;
-                }
-                Self::from_config_with_store(config, store)
-            }
-            #[cfg(feature = "cookie-store")]
-            crate::config::StoreConfig::Cookie(c) => {
-                let keys = config.signing_keys()?;
-                if keys.is_empty() {
-                    return Err(ConfigError::SecretRequired("cookie"));
-                }
-                Ok(SessionLayer::build(
-                    Backend::Sealed(crate::backend::sealed::SealedCookie::new(
-                        crate::keys::KeyRing::default(),
-                        c.compress,
-                    )),
-                    config,
-                    &keys,
-                ))
-            }
-            // Reached only when some backend is not compiled in.
-            #[allow(unreachable_patterns)]
-            other => Err(ConfigError::DriverUnavailable(
-                other.driver(),
-                other.feature(),
-            )),
-        }
+        let backend = config.backend()?;
+        let keys = config.signing_keys()?;
+        Ok(SessionLayer::build(backend, config, keys))
     }
 
     /// A layer from plain settings over a store you built (the config's
@@ -283,9 +194,9 @@ impl SessionLayer {
         config.validate()?;
         let keys = config.signing_keys()?;
         Ok(SessionLayer::build(
-            Backend::Server(ServerSide::new(store)),
+            BackendConfig::server(store),
             config,
-            &keys,
+            keys,
         ))
     }
 
@@ -293,8 +204,7 @@ impl SessionLayer {
         let rt = Arc::make_mut(&mut self.runtime);
         f(rt);
         rt.cookie.refresh();
-        let name = rt.cookie.full_name().to_owned();
-        rt.backend.bind_cookie_name(&name);
+        rt.backend = self.backend.build(&self.secrets, rt.cookie.full_name());
         self
     }
 
@@ -411,12 +321,12 @@ impl SessionLayer {
     /// Signs session cookies with `key`; older keys in `previous` are still
     /// accepted and their cookies re-signed with `key` (rotation).
     pub fn with_signing_keys(
-        self,
+        mut self,
         key: SigningKey,
         previous: impl IntoIterator<Item = SigningKey>,
     ) -> Self {
-        let keys: Vec<SigningKey> = std::iter::once(key).chain(previous).collect();
-        self.edit(|s| s.backend.set_secrets(&keys))
+        self.secrets = std::iter::once(key).chain(previous).collect();
+        self.edit(|_| {})
     }
 
     /// Cookie mode: deflate the sealed session when that makes the cookie
@@ -425,8 +335,9 @@ impl SessionLayer {
     /// the cookie's length learn other contents of it (the CRIME/BREACH
     /// pattern): leave it off when sessions mix secrets with text others
     /// control. No effect on server-side stores.
-    pub fn with_cookie_compression(self, on: bool) -> Self {
-        self.edit(|s| s.backend.set_compress(on))
+    pub fn with_cookie_compression(mut self, on: bool) -> Self {
+        self.backend.set_compress(on);
+        self.edit(|_| {})
     }
 
     /// Which responses commit the session's changes (default: every status
@@ -519,200 +430,6 @@ impl<Svc> Layer<Svc> for SessionLayer {
         if let Err(err) = self.check() {
             panic!("invalid SessionLayer settings: {err}");
         }
-        SessionService {
-            inner,
-            runtime: self.runtime.clone(),
-        }
-    }
-}
-
-/// The service [`SessionLayer`] wraps around a router or handler.
-#[derive(Clone)]
-pub struct SessionService<Svc> {
-    inner: Svc,
-    runtime: Arc<Runtime>,
-}
-
-impl<Svc> fmt::Debug for SessionService<Svc> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionService").finish_non_exhaustive()
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<Svc, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<Svc>
-where
-    Svc: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    Svc::Future: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Svc::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Svc::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let slot: SlotCell = Arc::new(Mutex::new(None));
-        req.extensions_mut().insert(RequestContext {
-            runtime: self.runtime.clone(),
-            slot: slot.clone(),
-        });
-        let runtime = self.runtime.clone();
-        // The clone that was polled ready serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let future = inner.call(req);
-        Box::pin(async move {
-            let mut response = future.await?.map(Body::new);
-            // A rejection the extractor (or the handler) answered: in the
-            // app's shape, if it gave one.
-            if let Some(respond) = runtime.on_rejection
-                && let Some(rejection) = response.extensions_mut().remove::<SessionRejection>()
-            {
-                response = respond(rejection);
-            }
-            let taken = slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            let Some(session) = taken else {
-                return Ok(response);
-            };
-            if !(runtime.commit_on)(response.status()) {
-                tracing::debug!(
-                    status = response.status().as_u16(),
-                    "response not committed by the commit policy; session changes dropped"
-                );
-                session.erased.discard_uncommitted();
-            }
-            let finish = match session.erased.finish_unchanged() {
-                Some(finish) => finish,
-                None => session.erased.finish().await,
-            };
-            let mut response = match finish.result {
-                Ok(()) => response,
-                Err(err) => {
-                    log_failed_save(&err);
-                    let rejection = SessionRejection::from(&err);
-                    match runtime.on_rejection {
-                        Some(respond) => respond(rejection),
-                        None => axum_core::response::IntoResponse::into_response(rejection),
-                    }
-                }
-            };
-            let headers = response.headers_mut();
-            let mut sets_cookie = false;
-            if let Some(out) = finish.cookie
-                && let Some(value) = runtime.cookie.header(out)
-            {
-                headers.append(SET_COOKIE, value);
-                sets_cookie = true;
-            }
-            add_vary_cookie(headers);
-            // A response that sets the session cookie must never be stored
-            // by a shared cache, whatever the handler said; one that depends
-            // on it gets `no-store` unless the handler chose otherwise.
-            if sets_cookie || !headers.contains_key(CACHE_CONTROL) {
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            }
-            Ok(response)
-        })
-    }
-}
-
-fn log_failed_save(err: &Error) {
-    match err {
-        // Said (once per outage) and counted by the commit itself.
-        Error::Store(_) => {}
-        Error::Destroyed => {
-            tracing::debug!("a write to a session destroyed meanwhile was dropped; answering 409");
-        }
-        Error::TooLarge { size, limit } => {
-            tracing::warn!(size, limit, "session too large to save; answering 413");
-        }
-        Error::CookieTooLarge { size, limit } => {
-            tracing::error!(
-                size,
-                limit,
-                "sealed session cookie over the browsers' size limit; nothing sent, answering 500"
-            );
-        }
-        other => {
-            tracing::error!(cause = %describe_for_log(other), "session save failed; answering 503");
-        }
-    }
-}
-
-fn add_vary_cookie(headers: &mut HeaderMap) {
-    let present = headers.get_all(VARY).iter().any(|v| {
-        v.to_str()
-            .map(|s| {
-                s.split(',')
-                    .any(|p| p.trim().eq_ignore_ascii_case("cookie") || p.trim() == "*")
-            })
-            .unwrap_or(false)
-    });
-    if !present {
-        headers.append(VARY, HeaderValue::from_static("cookie"));
-    }
-}
-
-/// [`RedisStore::check`](crate::store::RedisStore::check), from sync code
-/// (inside a runtime or not): on a thread of its own with a runtime of its
-/// own, whose connection is dropped with it.
-#[cfg(feature = "redis-store")]
-fn check_now(store: &crate::store::RedisStore) -> Result<(), crate::StoreError> {
-    let store = store.clone();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(crate::StoreError::new)?
-            .block_on(store.check())
-    })
-    .join()
-    .unwrap_or_else(|_| {
-        Err(crate::StoreError::new(std::io::Error::other(
-            "the store check panicked",
-        )))
-    })
-}
-
-/// `RedisConfig::root_certificate_file`: read and trusted with the
-/// `redis-tls` feature, a start-up error without it.
-#[cfg(feature = "redis-store")]
-fn with_root_certificate(
-    store: crate::store::RedisStore,
-    path: &std::path::Path,
-) -> Result<crate::store::RedisStore, ConfigError> {
-    let failed = |reason: String| ConfigError::StoreUnavailable {
-        driver: "redis",
-        reason,
-    };
-    #[cfg(feature = "redis-tls")]
-    {
-        let pem = std::fs::read(path)
-            .map_err(|e| failed(format!("root certificate {}: {e}", path.display())))?;
-        store.with_root_certificate(&pem).map_err(|e| {
-            failed(format!(
-                "root certificate {}: {}",
-                path.display(),
-                crate::error::error_chain(&e)
-            ))
-        })
-    }
-    #[cfg(not(feature = "redis-tls"))]
-    {
-        let _ = store;
-        Err(failed(format!(
-            "root certificate {} needs the `redis-tls` feature of typed-session",
-            path.display()
-        )))
+        SessionService::new(inner, self.runtime.clone())
     }
 }

@@ -113,11 +113,11 @@ mod error;
 mod expiry;
 mod extract;
 mod flash;
+mod frame;
 #[cfg(feature = "__fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
 mod handle;
-mod header;
 mod id;
 mod keys;
 mod layer;
@@ -125,6 +125,7 @@ mod persist;
 mod rejection;
 mod revoke;
 mod runtime;
+mod service;
 mod state;
 mod telemetry;
 
@@ -148,7 +149,7 @@ pub use flash::{Flash, FlashHandle, MAX_PENDING_FLASH};
 pub use handle::{SessionView, TypedSession};
 pub use id::{SessionId, SessionKey};
 pub use keys::{MIN_KEY_BYTES, SigningKey};
-pub use layer::{SessionLayer, SessionService};
+pub use layer::SessionLayer;
 pub use rejection::SessionRejection;
 pub use revoke::RevocationList;
 pub use runtime::NewerSchema;
@@ -157,6 +158,7 @@ pub use schema::{OnInvalid, SessionSchema};
 /// migration function (`fn(serde_json::Value) -> Result<serde_json::Value,
 /// MigrationError>`) needs no dependency of its own.
 pub use serde_json;
+pub use service::SessionService;
 
 /// Derives [`SessionSchema`](trait@SessionSchema) for a struct with named fields.
 #[cfg(feature = "derive")]

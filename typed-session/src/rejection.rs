@@ -3,6 +3,8 @@
 use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 
+use crate::error::LoadRefused;
+
 /// A request the session runtime refused. Each variant has a fixed status and
 /// a generic body; the cause is logged, never sent.
 ///
@@ -52,6 +54,16 @@ pub enum SessionRejection {
     /// the write was not sent (the cause is logged at `error`).
     #[error("session could not be saved")]
     CookieTooLarge,
+}
+
+impl From<LoadRefused> for SessionRejection {
+    fn from(refused: LoadRefused) -> Self {
+        match refused {
+            LoadRefused::StoreUnavailable => SessionRejection::StoreUnavailable,
+            LoadRefused::InvalidSession => SessionRejection::InvalidSession,
+            LoadRefused::NewerVersion => SessionRejection::UnsupportedVersion,
+        }
+    }
 }
 
 impl SessionRejection {

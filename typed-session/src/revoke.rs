@@ -7,11 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::backend::erased::ErasedStore;
 use crate::clock::{from_unix_millis, unix_millis};
 use crate::error::StoreError;
 use crate::expiry::MAX_LIFETIME;
 use crate::id::SessionKey;
-use crate::store::{ErasedStore, Record, SaveOutcome, SessionStore};
+use crate::store::{Record, SaveOutcome, SessionStore};
 
 /// How often `revoke_all` retries a lost race with another revocation.
 const MAX_TRIES: usize = 16;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::backend::seam::Stored;
-use crate::header::{FieldMask, Header, Newer};
+use crate::frame::{FieldMask, Meta, Newer};
 use crate::runtime::Runtime;
 
 /// The state of one session shared by every handle of one request.
@@ -83,7 +83,7 @@ pub(crate) struct State<S> {
     pub(crate) changed: FieldMask,
     /// `None` while nothing is persisted.
     pub(crate) stored: Option<Stored>,
-    pub(crate) header: Header,
+    pub(crate) meta: Meta,
     pub(crate) action: Action,
     pub(crate) expiry_changed: bool,
     pub(crate) cookie: CookieChange,
@@ -114,7 +114,7 @@ impl<S> State<S> {
             value,
             changed: 0,
             stored: None,
-            header: Header::new(now),
+            meta: Meta::new(now),
             action: Action::None,
             expiry_changed: false,
             cookie: CookieChange::None,

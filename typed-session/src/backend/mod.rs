@@ -8,6 +8,8 @@
 //! `cookie-store` feature, `sealed::SealedCookie` (the record sealed in
 //! the cookie; no I/O, so its operations complete at once).
 
+pub(crate) mod copies;
+pub(crate) mod erased;
 #[cfg(feature = "cookie-store")]
 pub(crate) mod sealed;
 pub(crate) mod seam;
@@ -19,13 +21,78 @@ use seam::{Found, Merge, Payload, Stored, Written};
 use std::future::ready;
 use std::future::{Future, Ready};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::cookies::CookieIn;
 use crate::error::{Error, StoreError};
 use crate::keys::{KeyRing, Purpose, SigningKey};
+use crate::store::SessionStore;
 
-/// The kinds of persistence.
+/// What a layer's backend is, before its keys and cookie name are known:
+/// the layer keeps it and builds the [`Backend`] from it whenever a
+/// setting changes.
+#[derive(Clone)]
+pub(crate) enum BackendConfig {
+    /// Id in the cookie, record in `store`.
+    Server {
+        store: Arc<dyn erased::ErasedStore>,
+        establish: Option<Arc<dyn erased::Establish>>,
+        /// Shared by every backend built from this configuration.
+        copies: Arc<copies::Copies>,
+    },
+    /// The record sealed in the cookie, deflated when `compress` and smaller.
+    #[cfg(feature = "cookie-store")]
+    Sealed { compress: bool },
+}
+
+impl BackendConfig {
+    /// A server-side backend over `store`.
+    pub(crate) fn server<T: SessionStore>(store: T) -> Self {
+        let store = Arc::new(store);
+        BackendConfig::Server {
+            establish: erased::establishing(store.clone()),
+            store,
+            copies: Arc::default(),
+        }
+    }
+
+    /// Cookie mode: deflate sealed sessions when that makes them smaller;
+    /// no effect on a server-side backend.
+    pub(crate) fn set_compress(&mut self, on: bool) {
+        #[cfg(feature = "cookie-store")]
+        if let BackendConfig::Sealed { compress } = self {
+            *compress = on;
+        }
+        let _ = on;
+    }
+
+    /// The backend, with `secrets` (newest first) derived for its purpose
+    /// and its values bound to the cookie's full name.
+    #[cfg_attr(not(feature = "cookie-store"), allow(unused_variables))]
+    pub(crate) fn build(&self, secrets: &[SigningKey], cookie_name: &str) -> Backend {
+        match self {
+            BackendConfig::Server {
+                store,
+                establish,
+                copies,
+            } => Backend::Server(server::ServerSide::new(
+                Arc::clone(store),
+                establish.clone(),
+                Arc::clone(copies),
+                KeyRing::derive(secrets, Purpose::IdSigning),
+            )),
+            #[cfg(feature = "cookie-store")]
+            BackendConfig::Sealed { compress } => Backend::Sealed(sealed::SealedCookie::new(
+                KeyRing::derive(secrets, Purpose::Sealing),
+                cookie_name,
+                *compress,
+            )),
+        }
+    }
+}
+
+/// The kinds of persistence, ready for requests.
 #[derive(Clone)]
 pub(crate) enum Backend {
     /// Id in the cookie, record in a store.
@@ -33,6 +100,18 @@ pub(crate) enum Backend {
     /// The record sealed in the cookie.
     #[cfg(feature = "cookie-store")]
     Sealed(sealed::SealedCookie),
+}
+
+/// How a backend refreshes the deadline of a session that was only read,
+/// and so what its cookie is.
+pub(crate) enum Refresh<'a> {
+    /// The store moves the deadline without the record; the cookie names
+    /// the record and changes only with the session's identity.
+    Touch(&'a server::ServerSide),
+    /// The record is rewritten: it lives in the cookie (its deadline and key
+    /// sealed inside), so every write sends a new cookie, and copies of
+    /// older cookies still open until their own deadline.
+    Rewrite,
 }
 
 pin_project_lite::pin_project! {
@@ -69,43 +148,12 @@ fn done<F: Future>(result: F::Output) -> Dispatch<F> {
 }
 
 impl Backend {
-    /// A short name for spans and logs.
+    /// A short name for spans, logs and metrics.
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Server(b) => b.name(),
             #[cfg(feature = "cookie-store")]
             Backend::Sealed(_) => "SealedCookie",
-        }
-    }
-
-    /// Takes the configured secrets (newest first), derived for this backend's purpose.
-    pub(crate) fn set_secrets(&mut self, secrets: &[SigningKey]) {
-        match self {
-            Backend::Server(b) => b.set_keys(KeyRing::derive(secrets, Purpose::IdSigning)),
-            #[cfg(feature = "cookie-store")]
-            Backend::Sealed(b) => b.set_keys(KeyRing::derive(secrets, Purpose::Sealing)),
-        }
-    }
-
-    /// Tells the backend the cookie's full name (sealed values are bound to it).
-    pub(crate) fn bind_cookie_name(&mut self, name: &str) {
-        match self {
-            Backend::Server(_) => {
-                let _ = name;
-            }
-            #[cfg(feature = "cookie-store")]
-            Backend::Sealed(b) => b.bind_name(name),
-        }
-    }
-
-    /// Cookie mode: deflate sealed sessions when that makes them smaller.
-    pub(crate) fn set_compress(&mut self, on: bool) {
-        match self {
-            Backend::Server(_) => {
-                let _ = on;
-            }
-            #[cfg(feature = "cookie-store")]
-            Backend::Sealed(b) => b.set_compress(on),
         }
     }
 
@@ -119,23 +167,16 @@ impl Backend {
     }
 
     /// Whether writes should carry a decoded copy of the session.
-    pub(crate) fn keeps_typed_copies(&self) -> bool {
-        match self {
-            Backend::Server(b) => b.keeps_typed_copies(),
-            #[cfg(feature = "cookie-store")]
-            Backend::Sealed(_) => false,
-        }
+    pub(crate) fn keeps_copies(&self) -> bool {
+        matches!(self, Backend::Server(_))
     }
 
-    /// Whether every write changes the cookie (it holds the record), not
-    /// only those that change the session's identity.
-    /// Such a backend also refreshes a deadline (or re-keys) by rewriting
-    /// the record, never by a touch.
-    pub(crate) fn cookie_holds_record(&self) -> bool {
+    /// How an unchanged session's deadline is refreshed.
+    pub(crate) fn refresh(&self) -> Refresh<'_> {
         match self {
-            Backend::Server(_) => false,
+            Backend::Server(b) => Refresh::Touch(b),
             #[cfg(feature = "cookie-store")]
-            Backend::Sealed(_) => true,
+            Backend::Sealed(_) => Refresh::Rewrite,
         }
     }
 
@@ -191,19 +232,6 @@ impl Backend {
             Backend::Server(b) => pending(b.save(stored, payload, merge)),
             #[cfg(feature = "cookie-store")]
             Backend::Sealed(b) => done(b.save(stored, &payload)),
-        }
-    }
-
-    /// Moves an unchanged session's idle deadline.
-    pub(crate) fn touch<'a>(
-        &'a self,
-        stored: &'a Stored,
-        expires_at: u64,
-    ) -> Dispatch<impl Future<Output = Result<Written, Error>> + Send + 'a> {
-        match self {
-            Backend::Server(b) => pending(b.touch(stored, expires_at)),
-            #[cfg(feature = "cookie-store")]
-            Backend::Sealed(b) => done(b.touch()),
         }
     }
 

@@ -6,13 +6,18 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::seam::{Found, Loaded, Merge, Payload, Stored, Written, cookie_value, exact_bytes};
+use bytes::Bytes;
+
+use super::copies::Copies;
+use super::erased::{ErasedStore, Establish};
+use super::seam::{Body, Found, Loaded, Merge, Payload, Stored, TypedCache, Written, cookie_value};
 use crate::clock::from_unix_millis;
 use crate::cookies::CookieIn;
 use crate::error::{Error, StoreError, error_chain};
-use crate::id::{ID_COOKIE_LEN, SessionId};
+use crate::frame;
+use crate::id::{ID_COOKIE_LEN, SessionId, SessionKey};
 use crate::keys::KeyRing;
-use crate::store::{ErasedStore, Record, ReplaceOutcome, SaveOutcome, SessionStore};
+use crate::store::{Record, ReplaceOutcome, SaveOutcome};
 
 /// How often a concurrent save re-reads and merges before giving up: enough
 /// for a hundred requests writing one session at once (each retry follows
@@ -29,10 +34,51 @@ const TAG_COOKIE_LEN: usize = 22;
 #[derive(Clone)]
 pub(crate) struct ServerSide {
     store: Arc<dyn ErasedStore>,
+    /// The store's own `create` for logins, when it tells them apart.
+    establish: Option<Arc<dyn Establish>>,
+    /// Decoded copies of the records written through this layer.
+    copies: Arc<Copies>,
     /// Subkeys for id tags; empty when cookies are not signed.
     keys: KeyRing,
-    name: &'static str,
-    typed: bool,
+}
+
+/// A write's record: the payload framed as the JSON record, and the
+/// decoded copy it stands for.
+struct Framed {
+    data: Bytes,
+    copy: Option<TypedCache>,
+    expires_at: u64,
+    established: bool,
+}
+
+impl Framed {
+    fn of(payload: Payload) -> Self {
+        Framed {
+            data: Bytes::from(frame::frame(
+                payload.version,
+                &payload.meta,
+                &payload.fields,
+            )),
+            copy: payload.copy,
+            expires_at: payload.expires_at,
+            established: payload.established,
+        }
+    }
+
+    fn record(&self, revision: u64) -> Record {
+        Record::new(
+            self.data.clone(),
+            revision,
+            from_unix_millis(self.expires_at),
+        )
+    }
+
+    /// After a lost compare-and-set: the merged record, of which no copy is kept.
+    fn merged(&mut self, merge: Merge<'_>, theirs: &[u8]) -> Result<(), Error> {
+        self.data = Bytes::from(merge_or_give_up(merge, theirs)?);
+        self.copy = None;
+        Ok(())
+    }
 }
 
 fn store_failed(op: &'static str) -> impl FnOnce(StoreError) -> Error {
@@ -44,24 +90,18 @@ fn store_failed(op: &'static str) -> impl FnOnce(StoreError) -> Error {
 }
 
 impl ServerSide {
-    pub(crate) fn new<T: SessionStore>(store: T) -> Self {
-        let typed = SessionStore::keeps_typed_copies(&store, crate::store::Sealed);
-        let full = std::any::type_name::<T>();
-        let name = full
-            .split('<')
-            .next()
-            .and_then(|p| p.rsplit("::").next())
-            .unwrap_or(full);
+    pub(crate) fn new(
+        store: Arc<dyn ErasedStore>,
+        establish: Option<Arc<dyn Establish>>,
+        copies: Arc<Copies>,
+        keys: KeyRing,
+    ) -> Self {
         ServerSide {
-            store: Arc::new(store),
-            keys: KeyRing::default(),
-            name,
-            typed,
+            store,
+            establish,
+            copies,
+            keys,
         }
-    }
-
-    pub(crate) fn set_keys(&mut self, keys: KeyRing) {
-        self.keys = keys;
     }
 
     pub(crate) fn keys(&self) -> &KeyRing {
@@ -69,11 +109,15 @@ impl ServerSide {
     }
 
     pub(crate) fn name(&self) -> &'static str {
-        self.name
+        self.store.name()
     }
 
-    pub(crate) fn keeps_typed_copies(&self) -> bool {
-        self.typed
+    /// Keeps the copy of a record just written under `key`.
+    fn keep(&self, key: &SessionKey, framed: Framed) {
+        match framed.copy {
+            Some(copy) => self.copies.put(key, framed.data, copy),
+            None => self.copies.forget(key),
+        }
     }
 
     /// The tag of `id` under the current key; `None` when signing is off.
@@ -143,13 +187,14 @@ impl ServerSide {
     pub(crate) async fn load(&self, cookie: CookieIn<'_>) -> Result<Found, StoreError> {
         let value = match cookie_value(cookie) {
             Ok(value) => value,
-            Err(found) => return Ok(found),
+            Err(none) => return Ok(none.into()),
         };
         let Some((id, resign)) = self.verify(value) else {
             tracing::debug!("session cookie unusable (malformed or badly signed)");
             return Ok(Found::Dead);
         };
-        let Some(record) = self.store.load(&id.key()).await? else {
+        let key = id.key();
+        let Some(record) = self.store.load(&key).await? else {
             tracing::debug!("no live stored session for the cookie");
             return Ok(Found::Dead);
         };
@@ -160,43 +205,39 @@ impl ServerSide {
                 expires_at: crate::clock::unix_millis(record.expires_at),
                 sealed: None,
             },
-            data: record.data,
-            cache: record.cache,
+            copy: self.copies.get(&key, &record.data),
+            body: Body::Framed(record.data),
             resign,
         }))
     }
 
     pub(crate) async fn discard(&self, stored: &Stored) {
-        if let Err(e) = self.store.delete(&stored.id.key()).await {
+        let key = stored.id.key();
+        self.copies.forget(&key);
+        if let Err(e) = self.store.delete(&key).await {
             tracing::warn!(cause = %error_chain(&e), "session store failed to delete a discarded session");
         }
     }
 
-    fn record(payload: &Payload, revision: u64) -> Record {
-        let mut record = Record::new(
-            payload.data.clone(),
-            revision,
-            from_unix_millis(payload.expires_at),
-        );
-        record.cache = payload.cache.clone();
-        record.established = payload.established;
-        record
-    }
-
     pub(crate) async fn create(&self, payload: Payload) -> Result<Stored, Error> {
+        let framed = Framed::of(payload);
         for _ in 0..MAX_CREATE_TRIES {
             let id = SessionId::random();
-            let created = self
-                .store
-                .create(&id.key(), Self::record(&payload, 1))
-                .await
-                .map_err(store_failed("create"))?;
+            let key = id.key();
+            let record = framed.record(1);
+            let created = match (&self.establish, framed.established) {
+                (Some(store), true) => store.create_established(&key, record).await,
+                _ => self.store.create(&key, record).await,
+            }
+            .map_err(store_failed("create"))?;
             if created {
                 tracing::debug!("session created");
+                let expires_at = framed.expires_at;
+                self.keep(&key, framed);
                 return Ok(Stored {
                     id,
                     revision: 1,
-                    expires_at: payload.expires_at,
+                    expires_at,
                     sealed: None,
                 });
             }
@@ -207,32 +248,36 @@ impl ServerSide {
     pub(crate) async fn save(
         &self,
         stored: &Stored,
-        mut payload: Payload,
+        payload: Payload,
         merge: Merge<'_>,
     ) -> Result<Written, Error> {
         let key = stored.id.key();
+        let mut framed = Framed::of(payload);
         let mut expected = stored.revision;
         for _ in 0..MAX_MERGES {
             let outcome = self
                 .store
-                .save(&key, Self::record(&payload, expected + 1), expected)
+                .save(&key, framed.record(expected + 1), expected)
                 .await
                 .map_err(store_failed("save"))?;
             match outcome {
                 SaveOutcome::Saved => {
+                    let expires_at = framed.expires_at;
+                    self.keep(&key, framed);
                     return Ok(Written::Done(Stored {
                         id: stored.id.clone(),
                         revision: expected + 1,
-                        expires_at: payload.expires_at,
+                        expires_at,
                         sealed: None,
                     }));
                 }
-                SaveOutcome::Conflict(None) => return Ok(Written::Gone),
+                SaveOutcome::Conflict(None) => {
+                    self.copies.forget(&key);
+                    return Ok(Written::Gone);
+                }
                 SaveOutcome::Conflict(Some(current)) => {
                     tracing::debug!("concurrent session write; merging the changed fields");
-                    payload.data = exact_bytes(&merge_or_give_up(merge, &current.data)?);
-                    // The merged bytes are no longer our decoded value.
-                    payload.cache = None;
+                    framed.merged(merge, &current.data)?;
                     expected = current.revision;
                 }
             }
@@ -260,10 +305,11 @@ impl ServerSide {
     pub(crate) async fn regenerate(
         &self,
         stored: &Stored,
-        mut payload: Payload,
+        payload: Payload,
         merge: Merge<'_>,
     ) -> Result<Written, Error> {
         let old = stored.id.key();
+        let mut framed = Framed::of(payload);
         let mut expected = stored.revision;
         let mut tries = 0;
         loop {
@@ -272,29 +318,33 @@ impl ServerSide {
                 return Err(Error::Conflict);
             }
             let id = SessionId::random();
+            let key = id.key();
             let outcome = self
                 .store
-                .replace(&old, expected, &id.key(), Self::record(&payload, 1))
+                .replace(&old, expected, &key, framed.record(1))
                 .await
                 .map_err(store_failed("regenerate"))?;
             match outcome {
                 ReplaceOutcome::Replaced => {
                     tracing::info!("session id regenerated");
+                    self.copies.forget(&old);
+                    let expires_at = framed.expires_at;
+                    self.keep(&key, framed);
                     return Ok(Written::Done(Stored {
                         id,
                         revision: 1,
-                        expires_at: payload.expires_at,
+                        expires_at,
                         sealed: None,
                     }));
                 }
                 ReplaceOutcome::Conflict(None) => {
                     tracing::debug!("session ended before its id could be regenerated");
+                    self.copies.forget(&old);
                     return Ok(Written::Gone);
                 }
                 ReplaceOutcome::Conflict(Some(current)) => {
                     tracing::debug!("concurrent session write during regenerate; merging");
-                    payload.data = exact_bytes(&merge_or_give_up(merge, &current.data)?);
-                    payload.cache = None;
+                    framed.merged(merge, &current.data)?;
                     expected = current.revision;
                 }
                 ReplaceOutcome::KeyTaken => {}
@@ -303,8 +353,10 @@ impl ServerSide {
     }
 
     pub(crate) async fn destroy(&self, stored: &Stored) -> Result<(), Error> {
+        let key = stored.id.key();
+        self.copies.forget(&key);
         self.store
-            .delete(&stored.id.key())
+            .delete(&key)
             .await
             .map_err(store_failed("delete"))?;
         tracing::info!("session destroyed");
@@ -334,18 +386,30 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::backend::{Backend, BackendConfig};
     use crate::cookies::CookieSettings;
-    use crate::keys::{Purpose, SigningKey};
+    use crate::keys::SigningKey;
     use crate::store::MemoryStore;
 
-    fn backend(signed: bool) -> ServerSide {
-        let mut b = ServerSide::new(MemoryStore::new());
-        if signed {
-            let key = SigningKey::new(b"a test secret of at least 32 bytes, random".to_vec())
-                .unwrap_or_else(|e| panic!("{e}"));
-            b.set_keys(KeyRing::derive([&key], Purpose::IdSigning));
+    impl BackendConfig {
+        fn build_server(&self, keys: &[SigningKey]) -> ServerSide {
+            match self.build(keys, "session") {
+                Backend::Server(b) => b,
+                #[allow(unreachable_patterns)]
+                _ => panic!("a server-side configuration"),
+            }
         }
-        b
+    }
+
+    fn backend(signed: bool) -> ServerSide {
+        let keys = match signed {
+            true => vec![
+                SigningKey::new(b"a test secret of at least 32 bytes, random".to_vec())
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ],
+            false => vec![],
+        };
+        BackendConfig::server(MemoryStore::new()).build_server(&keys)
     }
 
     fn headers(values: &[&[u8]]) -> HeaderMap {
@@ -444,10 +508,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let new = SigningKey::new(b"the new secret, at least 32 bytes long".to_vec())
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut before = ServerSide::new(MemoryStore::new());
-        before.set_keys(KeyRing::derive([&old], Purpose::IdSigning));
-        let mut after = ServerSide::new(MemoryStore::new());
-        after.set_keys(KeyRing::derive([&new, &old], Purpose::IdSigning));
+        let before =
+            BackendConfig::server(MemoryStore::new()).build_server(std::slice::from_ref(&old));
+        let after = BackendConfig::server(MemoryStore::new()).build_server(&[new, old]);
         let stored = Stored {
             id: SessionId::random(),
             revision: 1,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
-use super::{Record, ReplaceOutcome, SaveOutcome, Sealed, SessionStore};
+use super::{Record, ReplaceOutcome, SaveOutcome, SessionStore};
 use crate::clock::unix_millis;
 use crate::error::StoreError;
 use crate::id::SessionKey;
@@ -134,10 +134,9 @@ impl Entry {
     }
 
     fn new(record: Record) -> Self {
-        let copies = if record.cache.is_some() { 2 } else { 1 };
         Entry {
             expires_ms: unix_millis(record.expires_at),
-            cost: ENTRY_OVERHEAD + record.data.len() * copies,
+            cost: ENTRY_OVERHEAD + record.data.len(),
             record,
         }
     }
@@ -434,24 +433,21 @@ impl Inner {
     }
 }
 
-impl SessionStore for MemoryStore {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let now = unix_millis(SystemTime::now());
-        let shard = &self.inner.shards[Self::shard_index(key)];
-        let maps = read(&shard.maps);
-        Ok(maps
-            .find(&Key(*key.as_bytes()))
-            .filter(|(_, e)| e.live(now))
-            .map(|(_, e)| e.record.clone()))
-    }
-
-    async fn create(&self, key: &SessionKey, record: Record) -> Result<bool, StoreError> {
+impl MemoryStore {
+    /// `create`; `established`: written by a login, never evicted for an
+    /// anonymous session.
+    pub(crate) fn create_as(
+        &self,
+        key: &SessionKey,
+        record: Record,
+        established: bool,
+    ) -> Result<bool, StoreError> {
         let now = unix_millis(SystemTime::now());
         let index = Self::shard_index(key);
         let shard = &self.inner.shards[index];
         let k = Key(*key.as_bytes());
         let entry = Entry::new(record);
-        let class = if entry.record.established {
+        let class = if established {
             Class::Established
         } else {
             Class::Anonymous
@@ -475,6 +471,26 @@ impl SessionStore for MemoryStore {
         }
         maps.map(class).insert(k, entry);
         Ok(true)
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "MemoryStore"
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let now = unix_millis(SystemTime::now());
+        let shard = &self.inner.shards[Self::shard_index(key)];
+        let maps = read(&shard.maps);
+        Ok(maps
+            .find(&Key(*key.as_bytes()))
+            .filter(|(_, e)| e.live(now))
+            .map(|(_, e)| e.record.clone()))
+    }
+
+    async fn create(&self, key: &SessionKey, record: Record) -> Result<bool, StoreError> {
+        self.create_as(key, record, false)
     }
 
     async fn save(
@@ -617,9 +633,5 @@ impl SessionStore for MemoryStore {
         self.inner
             .insert_reserved(new_maps, Class::Established, kn, entry);
         Ok(ReplaceOutcome::Replaced)
-    }
-
-    fn keeps_typed_copies(&self, _: Sealed) -> bool {
-        true
     }
 }

@@ -39,6 +39,10 @@
 //! }
 //!
 //! impl SessionStore for MapStore {
+//!     fn name(&self) -> &'static str {
+//!         "map"
+//!     }
+//!
 //!     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
 //!         let map = self.map()?;
 //!         Ok(map.get(key).filter(|r| r.expires_at > SystemTime::now()).cloned())
@@ -75,11 +79,8 @@
 //! # let _ = layer;
 //! ```
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -106,7 +107,7 @@ pub use memory::MemoryStore;
 /// One stored session: opaque bytes, a revision and an expiry.
 ///
 /// Build one with [`Record::new`] when loading from your backend.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
     /// The encoded session (written and read by the runtime only).
@@ -115,12 +116,6 @@ pub struct Record {
     pub revision: u64,
     /// When the store may forget the record; `load` must not return it after this.
     pub expires_at: SystemTime,
-    /// A decoded copy of `data`, attached by the runtime for the built-in
-    /// memory store; never part of the stored form.
-    pub(crate) cache: Option<TypedCache>,
-    /// Written by a login (a regenerate): the memory store never evicts it
-    /// to make room for anonymous sessions. Not part of the stored form.
-    pub(crate) established: bool,
 }
 
 impl Record {
@@ -138,25 +133,9 @@ impl Record {
             data: data.into(),
             revision,
             expires_at,
-            cache: None,
-            established: false,
         }
     }
 }
-
-impl PartialEq for Record {
-    fn eq(&self, other: &Self) -> bool {
-        self.data == other.data
-            && self.revision == other.revision
-            && self.expires_at == other.expires_at
-    }
-}
-
-impl Eq for Record {}
-
-/// The decoded value of a record, shared, of the session type that wrote it.
-#[derive(Clone)]
-pub(crate) struct TypedCache(pub(crate) Arc<dyn Any + Send + Sync>);
 
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -195,6 +174,12 @@ pub enum SaveOutcome {
 /// A backend that keeps session records. See the [module docs](self) for the
 /// contract and a complete example.
 pub trait SessionStore: Send + Sync + 'static {
+    /// A short name for the store in logs, spans and metrics (the `backend`
+    /// label). The default is `"custom"`.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// The live record under `key`, or `None`.
     fn load(
         &self,
@@ -273,96 +258,5 @@ pub trait SessionStore: Send + Sync + 'static {
             self.delete(old).await?;
             Ok(ReplaceOutcome::Replaced)
         }
-    }
-
-    /// Not part of the contract (the argument cannot be named outside this
-    /// crate): lets the built-in memory store hold decoded copies.
-    #[doc(hidden)]
-    fn keeps_typed_copies(&self, _: private::Sealed) -> bool {
-        false
-    }
-}
-
-mod private {
-    /// Unnameable outside the crate, so only built-in stores override
-    /// `keeps_typed_copies`.
-    #[derive(Debug, Clone, Copy)]
-    pub struct Sealed;
-}
-
-pub(crate) use private::Sealed;
-
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The object-safe form of [`SessionStore`], used behind the layer.
-pub(crate) trait ErasedStore: Send + Sync + 'static {
-    fn load<'a>(&'a self, key: &'a SessionKey)
-    -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
-    fn create<'a>(
-        &'a self,
-        key: &'a SessionKey,
-        record: Record,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
-    fn save<'a>(
-        &'a self,
-        key: &'a SessionKey,
-        record: Record,
-        expected: u64,
-    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>>;
-    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn touch<'a>(
-        &'a self,
-        key: &'a SessionKey,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
-    fn replace<'a>(
-        &'a self,
-        old: &'a SessionKey,
-        expected: u64,
-        new: &'a SessionKey,
-        record: Record,
-    ) -> BoxFuture<'a, Result<ReplaceOutcome, StoreError>>;
-}
-
-impl<T: SessionStore> ErasedStore for T {
-    fn load<'a>(
-        &'a self,
-        key: &'a SessionKey,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::load(self, key))
-    }
-    fn create<'a>(
-        &'a self,
-        key: &'a SessionKey,
-        record: Record,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::create(self, key, record))
-    }
-    fn save<'a>(
-        &'a self,
-        key: &'a SessionKey,
-        record: Record,
-        expected: u64,
-    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>> {
-        Box::pin(SessionStore::save(self, key, record, expected))
-    }
-    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(SessionStore::delete(self, key))
-    }
-    fn touch<'a>(
-        &'a self,
-        key: &'a SessionKey,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::touch(self, key, expires_at))
-    }
-    fn replace<'a>(
-        &'a self,
-        old: &'a SessionKey,
-        expected: u64,
-        new: &'a SessionKey,
-        record: Record,
-    ) -> BoxFuture<'a, Result<ReplaceOutcome, StoreError>> {
-        Box::pin(SessionStore::replace(self, old, expected, new, record))
     }
 }

@@ -1,6 +1,6 @@
 //! The store's local copy of recently used records, kept exact by Redis'
 //! invalidation messages (server-assisted client-side caching) and, after a
-//! message, by a check of the record's header.
+//! message, by a check of the record's stamp.
 //!
 //! The connection runs `CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`:
 //! Redis tells it about every change to a session key made by any other
@@ -19,7 +19,7 @@
 //! * A message does not say who made the change, and Redis 7.0 sends one
 //!   for this connection's own script writes too. So a message turns a copy
 //!   (or a reply still on its way) into a *suspect*, which the store uses
-//!   only after Redis confirms its header (revision and expiry) with a
+//!   only after Redis confirms its stamp (revision and expiry) with a
 //!   `GETRANGE`; every change of a record's data takes a new revision.
 //! * When the connection ends, the messages it would have carried are lost:
 //!   every copy becomes a suspect, and so does a copy whose check failed
@@ -55,7 +55,7 @@ enum Slot {
     /// The record as Redis held it. `trusted`: as Redis holds it now, since
     /// no message about the key came since; otherwise (the message may be
     /// about this instance's own write) it is used only after a check of
-    /// its header (revision and expiry) against Redis.
+    /// its stamp (revision and expiry) against Redis.
     Copy { record: Record, trusted: bool },
 }
 
@@ -297,7 +297,7 @@ impl Cache {
     }
 
     /// The suspect copy of `key`, if one is held and live: usable once
-    /// Redis confirms its header.
+    /// Redis confirms its stamp.
     pub(super) fn suspect(&self, key: &SessionKey) -> Option<Record> {
         self.copy(key, false)
     }

@@ -2,115 +2,30 @@
 //! operation, shared by every app instance.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
-use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, ProtocolVersion, Script,
-    ServerErrorKind, Value,
-};
-use tokio::sync::{OnceCell, oneshot};
+use redis::{IntoConnectionInfo, ServerErrorKind, Value};
+use tokio::sync::OnceCell;
 
-use self::cache::{Cache, Invalidations};
+use self::cache::Cache;
+use self::pipeline::Queue;
+use self::scripts::{DELETE_IF, Lua, REPLACE, SAVE, TOUCH};
+use self::wire::{Reply, STAMP, checked, decode, encode, encode_stamp, field, reply};
 
-use super::{Record, ReplaceOutcome, SaveOutcome, Sealed, SessionStore};
-use crate::clock::{from_unix_millis, unix_millis};
+use super::{Record, ReplaceOutcome, SaveOutcome, SessionStore};
+use crate::clock::unix_millis;
 use crate::error::StoreError;
 use crate::id::SessionKey;
 
 mod cache;
-
-/// Width of each decimal field of the record header: revision, then expiry
-/// (unix ms), zero-padded, so scripts compare and patch them as text.
-const FIELD: usize = 20;
-const HEADER: usize = 2 * FIELD;
-
-/// Compare-and-set save: the stored revision must be ARGV[1]. Returns 1
-/// when saved, nil when the record is gone, the current record otherwise.
-const SAVE: &str = r"
-local r = redis.call('GETRANGE', KEYS[1], 0, 19)
-if r == '' then return false end
-if r ~= ARGV[1] then return redis.call('GET', KEYS[1]) end
-redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-return 1
-";
-
-/// Moves the expiry (in the header and as the key's TTL) of a live record;
-/// the payload is not resent. 1 when touched, 0 when there is no record.
-const TOUCH: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SETRANGE', KEYS[1], 20, ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-return 1
-";
-
-/// Regenerate on one node: check the old record's revision, create the new
-/// key, delete the old one, as one step. 1 when replaced, 2 when the new key
-/// is taken, nil when the old record is gone, the old record on a conflict.
-const REPLACE: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-if string.sub(v, 1, 20) ~= ARGV[1] then return v end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
-redis.call('SET', KEYS[2], ARGV[2], 'PXAT', ARGV[3])
-redis.call('DEL', KEYS[1])
-return 1
-";
-
-/// Cluster regenerate, first step (the two keys live in different slots):
-/// delete the old record if it is at the expected revision. 1 when deleted,
-/// nil when gone, the current record on a conflict.
-const DELETE_IF: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-if string.sub(v, 1, 20) ~= ARGV[1] then return v end
-redis.call('DEL', KEYS[1])
-return 1
-";
-
-/// One of the store's scripts: its source (for `SCRIPT LOAD`) and its hash.
-struct Lua {
-    script: Script,
-    source: &'static str,
-}
-
-impl Lua {
-    fn new(source: &'static str) -> Self {
-        Lua {
-            script: Script::new(source),
-            source,
-        }
-    }
-}
-
-/// A reply, with an error reply turned into an error.
-fn checked(reply: Value) -> Result<Value, StoreError> {
-    reply.extract_error().map_err(StoreError::new)
-}
-
-/// A command waiting for the next pipeline (`None`: a barrier, which only
-/// needs the pipeline's round trip), with where its reply goes.
-type Waiting = Vec<(Option<Cmd>, oneshot::Sender<Result<Value, StoreError>>)>;
-
-/// What waits for the node: commands not yet sent, and how many flushes
-/// are sending (at most [`MAX_IN_FLIGHT`]; more commands wait for one).
-#[derive(Default)]
-struct Queue {
-    waiting: Waiting,
-    flushing: usize,
-    /// Failed connection attempts when the oldest waiting command was
-    /// queued: if more have failed since, these commands waited through a
-    /// failure and fail at once rather than wait for another attempt.
-    failures_seen: u64,
-}
-
-/// Pipelines in flight at once on one node. While they are, new commands
-/// gather into the next one: bigger batches, fewer system calls on a busy
-/// server, at most one round trip more of waiting on an idle one.
-const MAX_IN_FLIGHT: usize = 2;
+mod connection;
+mod pipeline;
+mod scripts;
+mod wire;
 
 /// Where sessions live in Redis: one node (or a primary behind a
 /// Sentinel-managed address) or a Redis Cluster.
@@ -135,7 +50,7 @@ const MAX_IN_FLIGHT: usize = 2;
 ///   ended or changed, a third command deletes the new record again. A crash
 ///   between the two leaves an unreachable new record to expire, and the old
 ///   id alive as it was. A Cluster sends each command on its own, and checks
-///   a local copy's header on every use.
+///   a local copy's stamp on every use.
 /// * TLS (feature `redis-tls`): `rediss://` URLs, trusting the system's
 ///   roots or, with `RedisStore::with_root_certificate`,
 ///   your own CA.
@@ -196,42 +111,6 @@ impl Inner {
     }
 }
 
-/// A flush task's claim on one of the [`MAX_IN_FLIGHT`] slots. It is
-/// part of the task's future from the start, so the slot comes back even
-/// when the task is dropped before it first runs (its runtime shut down).
-struct Flush {
-    store: RedisStore,
-    done: bool,
-}
-
-impl Drop for Flush {
-    fn drop(&mut self) {
-        if !self.done {
-            self.store.inner.queue().flushing -= 1;
-        }
-    }
-}
-
-impl Flush {
-    /// Sends what is queued as one pipeline, and again while more gathered
-    /// meanwhile, until the queue is empty.
-    async fn run(mut self) {
-        tokio::task::yield_now().await;
-        loop {
-            let (waiting, failures_seen) = {
-                let mut queue = self.store.inner.queue();
-                if queue.waiting.is_empty() {
-                    queue.flushing -= 1;
-                    self.done = true;
-                    return;
-                }
-                (std::mem::take(&mut queue.waiting), queue.failures_seen)
-            };
-            self.store.send_batch(waiting, failures_seen).await;
-        }
-    }
-}
-
 enum Target {
     /// One node; its client speaks RESP3 when the local cache is on (for
     /// the invalidation messages).
@@ -278,48 +157,6 @@ async fn timed<F: std::future::Future>(limit: Duration, fut: F) -> Result<F::Out
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| StoreError::new(Timeout(limit)))
-}
-
-/// One header field: `n` as 20 zero-padded decimal digits (`u64::MAX`
-/// has 20).
-fn field(mut n: u64) -> [u8; FIELD] {
-    let mut digits = [b'0'; FIELD];
-    for digit in digits.iter_mut().rev() {
-        // `n % 10` is below 10.
-        *digit = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    digits
-}
-
-fn encode(record: &Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + record.data.len());
-    out.extend_from_slice(&encode_header(record));
-    out.extend_from_slice(&record.data);
-    out
-}
-
-/// A record's header: revision and expiry.
-fn encode_header(record: &Record) -> [u8; HEADER] {
-    let mut out = [0; HEADER];
-    out[..FIELD].copy_from_slice(&field(record.revision));
-    out[FIELD..].copy_from_slice(&field(unix_millis(record.expires_at)));
-    out
-}
-
-fn decode(value: Vec<u8>) -> Result<Record, StoreError> {
-    let number = |range: std::ops::Range<usize>| {
-        value
-            .get(range)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| StoreError::new(Unexpected))
-    };
-    let revision = number(0..FIELD)?;
-    let expires = number(FIELD..HEADER)?;
-    // The payload is shared with the reply's buffer, not copied.
-    let data = bytes::Bytes::from(value).slice(HEADER..);
-    Ok(Record::new(data, revision, from_unix_millis(expires)))
 }
 
 impl RedisStore {
@@ -417,20 +254,17 @@ impl RedisStore {
     /// not drop its copy but makes it a suspect, because Redis 7.0 also
     /// reports this connection's own saves (they run as scripts, which
     /// `NOLOOP` does not cover): the next load sends `GETRANGE` for the
-    /// record's 40-byte header (revision and expiry) instead of `GET`, and
-    /// uses the copy if the header matches, which holds because every change
+    /// record's 40-byte stamp (revision and expiry) instead of `GET`, and
+    /// uses the copy if the stamp matches, which holds because every change
     /// of a record's data takes a new revision. A mismatch costs a `GET` on
     /// top. In a Cluster, or when the server refuses RESP3 or tracking
     /// (Redis 5, a proxy, an ACL without `CLIENT`), there are no messages
     /// and every use of a copy is such a check.
     ///
-    /// What it saves and costs, measured on the load harness (one core for
-    /// the server and Redis), as requests per second against no copy in
-    /// the same runs: reads +20-25 % with tracking, +10 % with checks only;
-    /// with tracking, writes 0-7 % and new sessions 5-8 % slower (Redis
-    /// records every change for the messages); with checks only, writes
-    /// +4 % (a write's load becomes a header check). Memory: up to
-    /// `capacity` records and their decoded values. Each session write
+    /// It makes reads faster and, with tracking, writes and new sessions a
+    /// little slower (Redis records every change for the messages); the
+    /// README's performance section has the measured figures. Memory: up to
+    /// `capacity` records. Each session write
     /// sends a message to every instance with tracking on (N for N
     /// instances); tracking needs Redis 6 or newer reached directly, and
     /// without it the store logs a warning.
@@ -445,6 +279,45 @@ impl RedisStore {
     /// ```
     pub fn with_local_cache(self, capacity: usize) -> Self {
         self.edit(|i| i.cache = Arc::new(Cache::new(capacity)))
+    }
+
+    /// [`with_root_certificate`](Self::with_root_certificate) with the PEM
+    /// read from `path` (what `SESSION_REDIS_CA_FILE` names). Without the
+    /// `redis-tls` feature, an error saying so.
+    ///
+    /// ```no_run
+    /// use typed_session::store::RedisStore;
+    ///
+    /// let store = RedisStore::new("rediss://redis.internal:6380")
+    ///     .unwrap()
+    ///     .with_root_certificate_file("/etc/myapp/redis-ca.pem")
+    ///     .unwrap();
+    /// # let _ = store;
+    /// ```
+    pub fn with_root_certificate_file(
+        self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let failed = |reason: String| {
+            StoreError::new(std::io::Error::other(format!(
+                "root certificate {}: {reason}",
+                path.display()
+            )))
+        };
+        #[cfg(feature = "redis-tls")]
+        {
+            let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+            self.with_root_certificate(&pem)
+                .map_err(|e| failed(crate::error::error_chain(&e)))
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        {
+            let _ = self;
+            Err(failed(
+                "needs the `redis-tls` feature of typed-session".to_owned(),
+            ))
+        }
     }
 
     /// Trusts `pem` (a PEM root certificate: your own CA) for `rediss://`
@@ -521,337 +394,6 @@ impl RedisStore {
         Some(&*self.inner.cache).filter(|c| c.enabled())
     }
 
-    /// The connection to the one node, made (and tracking turned on) if
-    /// there is none, unless a connection attempt has failed since
-    /// `failures_seen` was read: then the caller waited through that
-    /// failure, and gets it now rather than another connect timeout.
-    async fn link(
-        &self,
-        info: &redis::ConnectionInfo,
-        failures_seen: u64,
-    ) -> Result<Link, StoreError> {
-        let inner = &self.inner;
-        let current = || inner.link().clone();
-        if let Some(link) = current() {
-            return Ok(link);
-        }
-        let _one = inner.connecting.lock().await;
-        if let Some(link) = current() {
-            return Ok(link);
-        }
-        if inner.links_failed.load(Ordering::Acquire) != failures_seen {
-            return Err(StoreError::new(Unavailable));
-        }
-        let id = inner.links_made.fetch_add(1, Ordering::Relaxed) + 1;
-        let (conn, tracking) = timed(inner.connect_timeout, self.open(info, id))
-            .await
-            .and_then(|made| made.map_err(StoreError::new))
-            .inspect_err(|_| {
-                inner.links_failed.fetch_add(1, Ordering::Release);
-            })?;
-        inner.cache.relink(id, tracking);
-        let link = Link { conn, id };
-        *inner.link() = Some(link.clone());
-        Ok(link)
-    }
-
-    /// Opens connection `id`; with the local cache on, in RESP3 with
-    /// tracking, falling back to a plain connection without the cache when
-    /// the server refuses either (Redis 5, a proxy, an ACL).
-    async fn open(
-        &self,
-        info: &redis::ConnectionInfo,
-        id: u64,
-    ) -> redis::RedisResult<(MultiplexedConnection, bool)> {
-        let inner = &self.inner;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(inner.connect_timeout))
-            .set_response_timeout(Some(inner.command_timeout));
-        if inner.cache.enabled() {
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_protocol(ProtocolVersion::RESP3);
-            let resp3 = info.clone().set_redis_settings(settings);
-            let config = config.clone().set_push_sender(Invalidations {
-                cache: Arc::clone(&inner.cache),
-                link: id,
-                prefix: inner.prefix.clone(),
-            });
-            let tracked = async {
-                let client = redis::Client::open(resp3)?;
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                let mut on = redis::cmd("CLIENT");
-                on.arg("TRACKING").arg("ON").arg("BCAST").arg("PREFIX");
-                on.arg(&inner.prefix).arg("NOLOOP");
-                conn.req_packed_command(&on).await?.extract_error()?;
-                Ok::<_, redis::RedisError>(conn)
-            };
-            match tracked.await {
-                Ok(mut conn) => {
-                    self.load_scripts(&mut conn).await?;
-                    return Ok((conn, true));
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::Server(_)) => {
-                    tracing::warn!(error = %e, "RedisStore: no client-side tracking on this server; every use of a local copy is checked with GETRANGE");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let client = redis::Client::open(info.clone())?;
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        self.load_scripts(&mut conn).await?;
-        Ok((conn, false))
-    }
-
-    /// A client for the Cluster of `nodes`, with the store's timeouts (and
-    /// private CA).
-    fn cluster_client(
-        &self,
-        nodes: &[String],
-    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
-        let inner = &self.inner;
-        let builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec());
-        #[cfg(feature = "redis-tls")]
-        let builder = match &inner.cluster_root {
-            Some(pem) => builder.certs(redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            }),
-            None => builder,
-        };
-        builder
-            .connection_timeout(inner.connect_timeout)
-            .response_timeout(inner.command_timeout)
-            .retries(1)
-            .build()
-    }
-
-    /// The store's scripts.
-    fn scripts(&self) -> [&Lua; 4] {
-        let i = &self.inner;
-        [&i.save, &i.touch, &i.replace, &i.delete_if]
-    }
-
-    /// Loads the store's scripts on a new connection, so that the first
-    /// save after a start or a failover is one `EVALSHA`, not `EVALSHA`,
-    /// `NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA`.
-    async fn load_scripts(
-        &self,
-        conn: &mut impl redis::aio::ConnectionLike,
-    ) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        for lua in self.scripts() {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source);
-        }
-        pipe.query_async::<Vec<Value>>(conn).await.map(drop)
-    }
-
-    /// Checks that the store can be used now: connects (within the connect
-    /// timeout), sends `PING` and loads its scripts, on a connection of its
-    /// own that is then dropped. [`SessionLayer::from_config`] calls it at
-    /// start-up (unless `lazy_store`), so that an unreachable Redis is a
-    /// start-up error naming `REDIS_URL`, not a `503` at the first login.
-    ///
-    /// [`SessionLayer::from_config`]: crate::SessionLayer::from_config
-    pub async fn check(&self) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        let attempt = async {
-            match &inner.target {
-                Target::Node(info) => {
-                    let (mut conn, _) = self.open(info, 0).await?;
-                    redis::cmd("PING")
-                        .query_async::<Value>(&mut conn)
-                        .await?
-                        .extract_error()?;
-                    self.load_scripts(&mut conn).await
-                }
-                Target::Cluster(nodes) => {
-                    let mut conn = self.cluster_client(nodes)?.get_async_connection().await?;
-                    redis::cmd("PING")
-                        .query_async::<Value>(&mut conn)
-                        .await?
-                        .extract_error()?;
-                    for lua in self.scripts() {
-                        let mut load = redis::cmd("SCRIPT");
-                        load.arg("LOAD").arg(lua.source);
-                        load.query_async::<Value>(&mut conn)
-                            .await?
-                            .extract_error()?;
-                    }
-                    Ok(())
-                }
-            }
-        };
-        timed(inner.connect_timeout + inner.command_timeout, attempt)
-            .await?
-            .map_err(StoreError::new)
-    }
-
-    /// Drops connection `id` after it failed, with what was learnt on it.
-    fn unlink(&self, id: u64) {
-        let mut link = self.inner.link();
-        if link.as_ref().is_some_and(|l| l.id == id) {
-            *link = None;
-        }
-        drop(link);
-        self.inner.cache.unlink(id);
-    }
-
-    /// Runs one command on the Cluster, with the command timeout.
-    async fn cluster_query(&self, nodes: &[String], cmd: Cmd) -> Result<Value, StoreError> {
-        let inner = &self.inner;
-        let conn = inner
-            .cluster
-            .get_or_try_init(|| async {
-                let connecting = async { self.cluster_client(nodes)?.get_async_connection().await };
-                timed(inner.connect_timeout, connecting)
-                    .await?
-                    .map_err(StoreError::new)
-            })
-            .await?;
-        let mut conn = conn.clone();
-        let reply = async move { conn.req_packed_command(&cmd).await };
-        timed(inner.command_timeout, reply)
-            .await?
-            .map_err(StoreError::new)
-    }
-
-    /// Sends one command and waits for its reply (which may be a
-    /// `ServerError`: see [`checked`]).
-    ///
-    /// On one node the commands of concurrent requests are pipelined: the
-    /// first command queued spawns a flush that yields once to the runtime,
-    /// so that every request that is ready runs up to its own command, and
-    /// then sends all of them in one write. Each operation is still one
-    /// command and one round trip; what is saved is a system call and a
-    /// context switch per command on both ends (Redis shares the machine's
-    /// cores in most deployments). A Cluster sends each command on its own:
-    /// the commands of one batch would go to different nodes.
-    async fn query(&self, cmd: Cmd) -> Result<Value, StoreError> {
-        if let Target::Cluster(nodes) = &self.inner.target {
-            return self.cluster_query(nodes, cmd).await;
-        }
-        self.enqueue(Some(cmd)).await
-    }
-
-    /// Waits for a round trip to the node that starts after this call:
-    /// every invalidation message sent before then has been applied.
-    async fn barrier(&self) -> Result<(), StoreError> {
-        self.enqueue(None).await.map(drop)
-    }
-
-    async fn enqueue(&self, cmd: Option<Cmd>) -> Result<Value, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut queue = self.inner.queue();
-            if queue.waiting.is_empty() {
-                queue.failures_seen = self.inner.links_failed.load(Ordering::Acquire);
-            }
-            queue.waiting.push((cmd, tx));
-            // A new batch starts a flush; so do commands that nobody will
-            // send (the flushes that would have were dropped with their
-            // runtime).
-            let start =
-                queue.flushing < MAX_IN_FLIGHT && (queue.waiting.len() == 1 || queue.flushing == 0);
-            queue.flushing += usize::from(start);
-            start
-        };
-        if start {
-            // A task of its own: the flush must happen even when the request
-            // that queued first is dropped while it waits.
-            tokio::spawn(
-                Flush {
-                    store: self.clone(),
-                    done: false,
-                }
-                .run(),
-            );
-        }
-        // No timer here: the flush answers within the connect and command
-        // timeouts, or is dropped with the runtime.
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::new(Unexpected)))
-    }
-
-    /// Sends `waiting` as one pipeline and hands out the replies.
-    async fn send_batch(&self, waiting: Waiting, failures_seen: u64) {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let mut waiters = Vec::with_capacity(waiting.len());
-        for (cmd, tx) in waiting {
-            waiters.push((cmd.is_some(), tx));
-            if let Some(cmd) = cmd {
-                pipe.add_command(cmd);
-            }
-        }
-        if pipe.is_empty() {
-            // Only barriers: a round trip is all they need.
-            pipe.add_command(redis::cmd("PING"));
-        }
-        let expected = pipe.len();
-        let replies = self.send(pipe, failures_seen).await.and_then(|replies| {
-            if replies.len() == expected {
-                Ok(replies)
-            } else {
-                Err(StoreError::new(Unexpected))
-            }
-        });
-        match replies {
-            Ok(replies) => {
-                let mut replies = replies.into_iter();
-                for (is_command, tx) in waiters {
-                    let reply = match is_command {
-                        true => replies.next().ok_or_else(|| StoreError::new(Unexpected)),
-                        false => Ok(Value::Nil),
-                    };
-                    let _ = tx.send(reply);
-                }
-            }
-            Err(failed) => {
-                let failed = Arc::new(failed);
-                for (_, tx) in waiters {
-                    let _ = tx.send(Err(StoreError::new(Arc::clone(&failed))));
-                }
-            }
-        }
-    }
-
-    /// Sends a pipeline to the one node; a broken connection is dropped.
-    async fn send(
-        &self,
-        pipe: redis::Pipeline,
-        failures_seen: u64,
-    ) -> Result<Vec<Value>, StoreError> {
-        let Target::Node(info) = &self.inner.target else {
-            return Err(StoreError::new(Unexpected));
-        };
-        let link = self.link(info, failures_seen).await?;
-        let mut conn = link.conn.clone();
-        let replies = async move { pipe.query_async::<Vec<Value>>(&mut conn).await };
-        match timed(self.inner.command_timeout, replies).await {
-            Ok(Ok(replies)) => Ok(replies),
-            Ok(Err(e)) => {
-                if e.is_unrecoverable_error() || e.is_io_error() || e.is_connection_dropped() {
-                    self.unlink(link.id);
-                }
-                Err(StoreError::new(e))
-            }
-            // No answer in time: a paused or overloaded server, or a
-            // connection that died without a word (a NAT or firewall
-            // dropped it). The next command gets a new connection, which
-            // a server that is only slow accepts again at once.
-            Err(timeout) => {
-                self.unlink(link.id);
-                Err(timeout)
-            }
-        }
-    }
-
     /// Runs one of the store's scripts: `EVALSHA`, and on a `NOSCRIPT`
     /// reply (a restarted or failed-over Redis) `SCRIPT LOAD` and again.
     async fn eval(&self, lua: &Lua, keys: &[&str], args: &[&[u8]]) -> Result<Value, StoreError> {
@@ -890,12 +432,6 @@ impl RedisStore {
 }
 
 /// The reply of the save/replace/delete-if scripts.
-enum Reply {
-    Done(i64),
-    Gone,
-    Current(Record),
-}
-
 /// A URL whose scheme no Redis client speaks: said plainly (the redis
 /// crate's own error is "InvalidClientConfig").
 #[derive(Debug, thiserror::Error)]
@@ -917,17 +453,11 @@ fn check_scheme(url: &str) -> Result<(), StoreError> {
     }
 }
 
-fn reply(value: Value) -> Result<Reply, StoreError> {
-    match value {
-        // A script's `false`: nil in RESP2, a boolean in RESP3.
-        Value::Nil | Value::Boolean(false) => Ok(Reply::Gone),
-        Value::Int(n) => Ok(Reply::Done(n)),
-        Value::BulkString(bytes) => decode(bytes).map(Reply::Current),
-        _ => Err(StoreError::new(Unexpected)),
-    }
-}
-
 impl SessionStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "RedisStore"
+    }
+
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         let cache = self.cache();
         if let Some(cache) = cache.filter(|c| c.holds(key)) {
@@ -937,24 +467,24 @@ impl SessionStore for RedisStore {
             }
         }
         // A copy not trusted since a message (maybe about this instance's
-        // own save): its header, checked by one GETRANGE, decides.
+        // own save): its stamp, checked by one GETRANGE, decides.
         if let Some((cache, copy)) = cache.and_then(|c| Some((c, c.suspect(key)?))) {
             let ticket = cache.reserve(key);
             let mut cmd = redis::cmd("GETRANGE");
-            cmd.arg(self.key(key)).arg(0).arg(HEADER - 1);
-            let checked_header = match self.query(cmd).await.and_then(checked) {
+            cmd.arg(self.key(key)).arg(0).arg(STAMP - 1);
+            let checked_stamp = match self.query(cmd).await.and_then(checked) {
                 Ok(reply) => reply,
                 Err(e) => {
                     cache.keep(key, ticket, copy);
                     return Err(e);
                 }
             };
-            match checked_header {
-                Value::BulkString(header) if header.is_empty() => {
+            match checked_stamp {
+                Value::BulkString(stamp) if stamp.is_empty() => {
                     cache.fill(key, ticket, None);
                     return Ok(None);
                 }
-                Value::BulkString(header) if header == encode_header(&copy) => {
+                Value::BulkString(stamp) if stamp == encode_stamp(&copy) => {
                     cache.fill(key, ticket, Some(copy.clone()));
                     return Ok(Some(copy));
                 }
@@ -1024,7 +554,7 @@ impl SessionStore for RedisStore {
     async fn touch(&self, key: &SessionKey, expires_at: SystemTime) -> Result<bool, StoreError> {
         // The copy's expiry would be stale: it goes (the next load reads).
         let _writing = self.cache().map(|c| c.begin_write(&[key]));
-        // The header field is padded; PEXPIREAT takes a plain number.
+        // The stamp field is padded; PEXPIREAT takes a plain number.
         let at = unix_millis(expires_at);
         let touched = self
             .eval(
@@ -1088,31 +618,5 @@ impl SessionStore for RedisStore {
         };
         self.del(kn).await?;
         Ok(outcome)
-    }
-
-    fn keeps_typed_copies(&self, _: Sealed) -> bool {
-        self.cache().is_some()
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn header_fields_are_twenty_padded_digits() {
-        assert_eq!(&field(0), b"00000000000000000000");
-        assert_eq!(&field(42), b"00000000000000000042");
-        assert_eq!(&field(u64::MAX), u64::MAX.to_string().as_bytes());
-        let record = Record::new(
-            b"{}".to_vec(),
-            7,
-            SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-        );
-        let back = decode(encode(&record)).unwrap();
-        assert_eq!(back, record);
     }
 }

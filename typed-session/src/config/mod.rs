@@ -2,6 +2,8 @@
 //! that carries each backend's own settings), the cookie, timeouts, secrets
 //! and limits; read from serde or from `SESSION_*` environment variables.
 
+mod build;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

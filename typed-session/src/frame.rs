@@ -1,8 +1,9 @@
-//! What the runtime keeps beside a session's fields: its timestamps
-//! ([`Header`]), the set of fields changed in this request ([`FieldMask`]),
-//! and the stored envelope's framing around the fields
+//! What the runtime keeps beside a session's fields: its timestamps,
+//! lifetime and subject ([`Meta`]), the set of fields changed in this
+//! request ([`FieldMask`]), and the JSON record that frames the fields for
+//! the server-side stores
 //! `{"v":VERSION,"c":CREATED_MS,"t":TOUCHED_MS,"m":MAX_AGE_S,"s":"SUBJECT:SINCE_MS","d":{...}}`,
-//! which needs no schema (the sealed cookie re-frames it in binary).
+//! which needs no schema (the sealed cookie frames the same parts in binary).
 
 use std::io::Write as _;
 
@@ -17,7 +18,7 @@ pub(crate) type FieldMask = u128;
 
 /// Timestamps and settings kept beside the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Header {
+pub(crate) struct Meta {
     /// Creation time (for the absolute timeout), unix ms.
     pub(crate) created: u64,
     /// Last time the record's bytes were written, unix ms. The idle deadline
@@ -38,10 +39,10 @@ pub(crate) struct Subject {
     pub(crate) since: u64,
 }
 
-impl Header {
-    /// A header for a session that starts at `now`.
+impl Meta {
+    /// A meta for a session that starts at `now`.
     pub(crate) fn new(now: u64) -> Self {
-        Header {
+        Meta {
             created: now,
             touched: now,
             max_age: None,
@@ -81,14 +82,14 @@ pub(crate) struct RawEnvelope<'a> {
 }
 
 impl RawEnvelope<'_> {
-    pub(crate) fn header(&self) -> Result<Header, LoadError> {
+    pub(crate) fn meta(&self) -> Result<Meta, LoadError> {
         let subject = match self.s {
             None => None,
             Some(s) => Some(parse_subject(s).ok_or_else(|| {
                 LoadError::Corrupt(de::Error::custom("malformed session subject"))
             })?),
         };
-        Ok(Header {
+        Ok(Meta {
             created: self.c,
             touched: self.t,
             max_age: self.m,
@@ -97,7 +98,7 @@ impl RawEnvelope<'_> {
     }
 }
 
-/// `HEX32:SINCE` as written by [`write_header`].
+/// `HEX32:SINCE` as written by [`write_frame`].
 fn parse_subject(s: &str) -> Option<Subject> {
     let (hex, since) = s.split_once(':')?;
     if hex.len() != 32 {
@@ -114,30 +115,15 @@ fn parse_subject(s: &str) -> Option<Subject> {
 }
 
 /// An encoded record taken apart: what a backend with its own framing (the
-/// sealed cookie) keeps, without the JSON header's keys.
+/// sealed cookie) keeps, without the JSON meta's keys.
 pub(crate) struct Parts<'a> {
     pub(crate) version: u32,
-    pub(crate) header: Header,
+    pub(crate) meta: Meta,
     /// The JSON object of the fields.
     pub(crate) data: &'a [u8],
 }
 
-/// Takes apart a record this crate encoded (the sealed cookie's payload),
-/// so the layout shortcut's data is always the fields' object.
-#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
-pub(crate) fn parts(bytes: &[u8]) -> Result<Parts<'_>, LoadError> {
-    if let Some(parts) = split_written(bytes) {
-        return Ok(parts);
-    }
-    let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(LoadError::Corrupt)?;
-    Ok(Parts {
-        version: raw.v,
-        header: raw.header()?,
-        data: raw.d.get().as_bytes(),
-    })
-}
-
-/// An envelope laid out exactly as [`write_header`] writes it (no
+/// An envelope laid out exactly as [`write_frame`] writes it (no
 /// whitespace, the keys in its order, `d` last), taken apart without
 /// scanning the data: the data is everything between `"d":` and the final
 /// `}`. `None` for any other layout, which the JSON parser then reads; a
@@ -167,7 +153,7 @@ pub(crate) fn split_written(bytes: &[u8]) -> Option<Parts<'_>> {
     }
     Some(Parts {
         version,
-        header: Header {
+        meta: Meta {
             created,
             touched,
             max_age,
@@ -190,27 +176,50 @@ fn take_number(rest: &mut &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Puts a record taken apart by [`parts`] back together.
-#[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
-pub(crate) fn assemble(version: u32, header: &Header, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 96);
-    write_header(&mut out, version, header);
-    out.extend_from_slice(data);
+/// The JSON record of `fields` (a JSON object) at `version` under `meta`,
+/// in an allocation of exactly its size.
+pub(crate) fn frame(version: u32, meta: &Meta, fields: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame_len(version, meta) + fields.len());
+    write_frame(&mut out, version, meta);
+    out.extend_from_slice(fields);
     out.push(b'}');
     out
 }
 
-pub(crate) fn write_header(out: &mut Vec<u8>, version: u32, header: &Header) {
+/// The length of the framing [`frame`] puts around the fields.
+pub(crate) fn frame_len(version: u32, meta: &Meta) -> usize {
+    fn digits(mut n: u64) -> usize {
+        let mut len = 1;
+        while n >= 10 {
+            n /= 10;
+            len += 1;
+        }
+        len
+    }
+    // {"v": ,"c": ,"t": ,"d": }
+    let mut len = 5 + 5 + 5 + 5 + 1;
+    len += digits(u64::from(version)) + digits(meta.created) + digits(meta.touched);
+    if let Some(m) = meta.max_age {
+        len += 5 + digits(m);
+    }
+    if let Some(subject) = &meta.subject {
+        // ,"s":"HEX32:SINCE"
+        len += 6 + 32 + 1 + digits(subject.since) + 1;
+    }
+    len
+}
+
+pub(crate) fn write_frame(out: &mut Vec<u8>, version: u32, meta: &Meta) {
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
         "{{\"v\":{version},\"c\":{},\"t\":{}",
-        header.created, header.touched
+        meta.created, meta.touched
     );
-    if let Some(m) = header.max_age {
+    if let Some(m) = meta.max_age {
         let _ = write!(out, ",\"m\":{m}");
     }
-    if let Some(subject) = &header.subject {
+    if let Some(subject) = &meta.subject {
         out.extend_from_slice(b",\"s\":\"");
         for b in subject.digest {
             let _ = write!(out, "{b:02x}");
@@ -225,14 +234,18 @@ pub(crate) fn write_header(out: &mut Vec<u8>, version: u32, header: &Header) {
 mod tests {
     use super::*;
 
-    fn written(header: &Header) -> Vec<u8> {
-        assemble(3, header, br#"{"a":1,"b":[1,{"c":"}"}]}"#)
+    fn written(meta: &Meta) -> Vec<u8> {
+        let fields = br#"{"a":1,"b":[1,{"c":"}"}]}"#;
+        let bytes = frame(3, meta, fields);
+        assert_eq!(bytes.len(), frame_len(3, meta) + fields.len());
+        assert_eq!(bytes.capacity(), bytes.len());
+        bytes
     }
 
     #[test]
     fn the_written_layout_splits_as_the_parser_reads_it() {
-        let plain = Header::new(1_700_000_000_000);
-        let full = Header {
+        let plain = Meta::new(1_700_000_000_000);
+        let full = Meta {
             max_age: Some(3600),
             subject: Some(Subject {
                 digest: [0xab; 16],
@@ -240,12 +253,12 @@ mod tests {
             }),
             ..plain
         };
-        for header in [plain, full] {
-            let bytes = written(&header);
+        for meta in [plain, full] {
+            let bytes = written(&meta);
             let fast = split_written(&bytes).unwrap();
             let raw: RawEnvelope<'_> = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(fast.version, raw.v);
-            assert_eq!(fast.header, raw.header().unwrap());
+            assert_eq!(fast.meta, raw.meta().unwrap());
             assert_eq!(fast.data, raw.d.get().as_bytes());
         }
     }

@@ -1,23 +1,24 @@
 //! The load and commit paths of one session: cookie in → backend load →
-//! decode → expiry → rejection; plan → backend write → what the response
-//! cookie must be. Backend-independent: the backend does the I/O.
+//! decode → expiry → refusal (`load`); plan → backend write → what the
+//! response cookie must be (here). Backend-independent: the backend does
+//! the I/O.
+
+mod load;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::Instrument as _;
 
-use crate::backend::seam::{Found, Merge, Payload, Stored, Written, exact_bytes};
-use crate::cookies::{CookieIn, CookieOut};
+use crate::backend::Refresh;
+use crate::backend::seam::{Merge, Payload, Stored, TypedCache, Written};
+use crate::cookies::CookieOut;
 use crate::envelope::{self, Cached};
-use crate::error::{Error, LoadError, describe_for_log, error_chain};
-use crate::header::{FieldMask, Header, Newer};
-use crate::rejection::SessionRejection;
-use crate::runtime::NewerSchema;
+use crate::error::{Error, error_chain};
+use crate::frame::{FieldMask, Meta, Newer};
 use crate::runtime::Runtime;
 use crate::schema::SessionSchema;
 use crate::state::{Action, CookieChange, Core, State};
-use crate::store::TypedCache;
 use crate::telemetry;
 
 /// What the layer adds to the response once the handler is done.
@@ -31,12 +32,12 @@ pub(crate) struct Finish {
 /// One write, decided under the lock and carried out without it.
 enum Op {
     Nothing,
-    Create(Payload, Header),
-    Save(Stored, Payload, Header),
+    Create(Payload, Meta),
+    Save(Stored, Payload, Meta),
     Touch(Stored, u64),
-    Regenerate(Stored, Payload, Header),
+    Regenerate(Stored, Payload, Meta),
     /// Then, for writes made after `destroy`, a new session.
-    Destroy(Stored, Option<(Payload, Header)>),
+    Destroy(Stored, Option<(Payload, Meta)>),
 }
 
 impl Op {
@@ -68,14 +69,14 @@ struct SealedCopies {
 
 impl SealedCopies {
     fn of<S>(st: &State<S>, rt: &Runtime, op: &Op) -> Option<Self> {
-        if rt.revocation.is_none() || !rt.backend.cookie_holds_record() {
+        if rt.revocation.is_none() || !matches!(rt.backend.refresh(), Refresh::Rewrite) {
             return None;
         }
         let ended = match (op, st.loaded_subject) {
             (Op::Destroy(stored, _) | Op::Regenerate(stored, ..), Some(digest)) => {
                 let lifetime = rt.policy.absolute.unwrap_or(crate::expiry::MAX_LIFETIME);
                 let latest = st
-                    .header
+                    .meta
                     .created
                     .saturating_add(lifetime.as_millis().min(u128::from(u64::MAX)) as u64)
                     .max(stored.expires_at);
@@ -100,11 +101,11 @@ impl SealedCopies {
         }
         let issued = {
             let st = core.lock();
-            match (&st.stored, st.header.subject) {
+            match (&st.stored, st.meta.subject) {
                 (Some(stored), Some(subject)) if self.issued => Some((
                     subject.digest,
                     *stored.id.as_bytes(),
-                    st.header.touched,
+                    st.meta.touched,
                     stored.expires_at,
                 )),
                 _ => None,
@@ -125,171 +126,7 @@ struct Pending {
 }
 
 impl<S: SessionSchema> Core<S> {
-    /// Loads the session the request's cookie names.
-    pub(crate) async fn load(
-        rt: Arc<Runtime>,
-        cookie: CookieIn<'_>,
-    ) -> Result<Self, SessionRejection> {
-        let span = tracing::debug_span!(
-            "session.load",
-            backend = rt.backend.name(),
-            outcome = tracing::field::Empty,
-            duration_us = tracing::field::Empty
-        );
-        // Without a subscriber that wants the span, no span work at all
-        // (entering, recording, forwarding to `log`) on the hot path.
-        if span.is_disabled() {
-            return Self::load_in_span(rt, cookie).await;
-        }
-        // Boxed, so that the span does not grow the future of every request
-        // that runs without one.
-        let started = std::time::Instant::now();
-        let result = Box::pin(Self::load_in_span(rt, cookie).instrument(span.clone())).await;
-        span.record("duration_us", started.elapsed().as_micros() as u64);
-        span.record(
-            "outcome",
-            match &result {
-                Ok(core) if core.lock().stored.is_some() => "loaded",
-                Ok(_) => "new",
-                Err(SessionRejection::StoreUnavailable) => "store unavailable",
-                Err(_) => "rejected",
-            },
-        );
-        result
-    }
-
-    async fn load_in_span(
-        rt: Arc<Runtime>,
-        cookie: CookieIn<'_>,
-    ) -> Result<Self, SessionRejection> {
-        let now = rt.now_ms();
-        let started = telemetry::timing().then(std::time::Instant::now);
-        let found = rt.backend.load(cookie).await.map_err(|e| {
-            rt.health
-                .failed(rt.backend.name(), "load", &error_chain(&e));
-            SessionRejection::StoreUnavailable
-        })?;
-        if let Some(started) = started {
-            telemetry::store_time(rt.backend.name(), "load", started.elapsed().as_secs_f64());
-        }
-        if matches!(found, Found::Live(_)) {
-            rt.health.ok();
-            telemetry::count(
-                "typed_session_sessions_loaded_total",
-                &[("backend", rt.backend.name())],
-            );
-        }
-        let loaded = match found {
-            Found::Live(loaded) => loaded,
-            Found::Absent | Found::Dead => return Ok(Core::new(State::fresh(now), Some(rt))),
-        };
-        // Nothing this layer writes is larger: a bigger record was planted
-        // or written under another configuration, and parsing it would cost
-        // memory and time in proportion to it.
-        if loaded.cache.is_none() && loaded.data.len() > rt.max_session_bytes.saturating_mul(2) {
-            tracing::debug!(
-                size = loaded.data.len(),
-                limit = rt.max_session_bytes,
-                "stored session larger than the layer writes; discarded, starting a new session"
-            );
-            rt.backend.discard(&loaded.stored).await;
-            return Ok(Core::new(State::fresh(now), Some(rt)));
-        }
-        let decoded = match loaded.cache.as_ref().and_then(envelope::from_cache::<S>) {
-            Some(from_cache) => from_cache,
-            None => envelope::decode::<S>(&loaded.data),
-        };
-        match decoded {
-            Ok(decoded) if decoded.newer.is_some() && rt.newer_schema == NewerSchema::Reject => {
-                tracing::warn!(
-                    found = decoded.newer.as_ref().map(|n| n.version),
-                    known = S::VERSION,
-                    "stored session is from a newer version of the code; rejecting the request \
-                     (on_newer_schema(Reject))"
-                );
-                Err(SessionRejection::UnsupportedVersion)
-            }
-            Ok(decoded) => {
-                if rt
-                    .policy
-                    .expired(decoded.header.created, loaded.stored.expires_at, now)
-                {
-                    tracing::debug!("session expired; starting a new session");
-                    rt.backend.discard(&loaded.stored).await;
-                    return Ok(Core::new(State::fresh(now), Some(rt)));
-                }
-                let mut copy_deadline = None;
-                if let (Some(list), Some(subject)) = (&rt.revocation, decoded.header.subject) {
-                    let state = list.state(&subject.digest).await.map_err(|e| {
-                        rt.health
-                            .failed(rt.backend.name(), "revocation", &error_chain(&e));
-                        SessionRejection::StoreUnavailable
-                    })?;
-                    if state.not_before.is_some_and(|t| subject.since <= t) {
-                        tracing::debug!("session revoked; starting a new session");
-                        rt.backend.discard(&loaded.stored).await;
-                        return Ok(Core::new(State::fresh(now), Some(rt)));
-                    }
-                    // Cookie mode: a copy of a sealed session that ended
-                    // (logged out, regenerated) opens no more; a copy older
-                    // than the newest issued is served but never extended.
-                    if let Some(copy) = rt
-                        .backend
-                        .cookie_holds_record()
-                        .then(|| state.copy(loaded.stored.id.as_bytes()).copied())
-                        .flatten()
-                    {
-                        if copy.ended {
-                            tracing::debug!(
-                                "sealed session ended on another copy; starting a new session"
-                            );
-                            return Ok(Core::new(State::fresh(now), Some(rt)));
-                        }
-                        if copy.latest > decoded.header.touched {
-                            copy_deadline = Some(loaded.stored.expires_at);
-                        }
-                    }
-                }
-                if let Some(from) = decoded.migrated_from {
-                    tracing::info!(from, to = S::VERSION, "session migrated");
-                }
-                if let Some(newer) = &decoded.newer {
-                    tracing::debug!(
-                        found = newer.version,
-                        known = S::VERSION,
-                        unreadable = newer.foreign.count_ones(),
-                        "stored session is from a newer version of the code; read field by field"
-                    );
-                }
-                let mut state = State::new(decoded.value, now);
-                state.changed = decoded.changed;
-                state.header = decoded.header;
-                state.stored = Some(loaded.stored);
-                state.resign = loaded.resign;
-                state.newer = decoded.newer;
-                state.copy_deadline = copy_deadline;
-                state.loaded_subject = decoded.header.subject.map(|s| s.digest);
-                Ok(Core::new(state, Some(rt)))
-            }
-            Err(LoadError::Reject(field)) => {
-                tracing::debug!(
-                    field = field.field(),
-                    "stored session field invalid; rejecting the request"
-                );
-                Err(SessionRejection::InvalidSession)
-            }
-            Err(err) => {
-                tracing::debug!(
-                    reason = %describe_for_log(&err),
-                    "stored session discarded; starting a new session"
-                );
-                rt.backend.discard(&loaded.stored).await;
-                Ok(Core::new(State::fresh(now), Some(rt)))
-            }
-        }
-    }
-
-    /// The encoded value for a write under `header`, within the size limit.
+    /// The record's parts for a write under `meta`, within the size limit.
     /// `regenerated`: written by a regenerate (a login), which the memory
     /// store protects from eviction. `over`: a newer version's record this
     /// write goes over, with the fields this write changes.
@@ -297,36 +134,46 @@ impl<S: SessionSchema> Core<S> {
         &self,
         st: &State<S>,
         rt: &Runtime,
-        header: Header,
+        meta: Meta,
         regenerated: bool,
         over: Option<(&Newer, FieldMask)>,
     ) -> Result<Payload, Error> {
-        let encoded = match over {
-            Some((newer, mask)) => envelope::encode_over(&st.value, &header, mask, newer)?,
-            None => envelope::encode(&st.value, &header).map_err(Error::Serialize)?,
+        let (version, fields) = match over {
+            Some((newer, mask)) => (
+                newer.version,
+                envelope::encode_over(&st.value, mask, newer)?,
+            ),
+            None => (
+                S::VERSION,
+                envelope::encode(&st.value).map_err(Error::Serialize)?,
+            ),
         };
-        if encoded.len() > rt.max_session_bytes {
+        // The limit is on the stored JSON record, framing included.
+        let size = fields.len() + crate::frame::frame_len(version, &meta);
+        if size > rt.max_session_bytes {
             return Err(Error::TooLarge {
-                size: encoded.len(),
+                size,
                 limit: rt.max_session_bytes,
             });
         }
         // A newer version's record is not this schema's value.
-        let cache = (over.is_none() && rt.backend.keeps_typed_copies()).then(|| {
+        let copy = (over.is_none() && rt.backend.keeps_copies()).then(|| {
             TypedCache(Arc::new(Cached {
-                header,
+                meta,
                 value: st.value.clone_stored(),
             }))
         });
         Ok(Payload {
+            version,
+            meta,
+            fields,
             established: regenerated,
-            data: exact_bytes(&encoded),
             // A copy older than the newest issued lives no longer than it.
             expires_at: rt
                 .policy
-                .deadline(header.created, header.touched, header.max_age)
+                .deadline(meta.created, meta.touched, meta.max_age)
                 .min(st.copy_deadline.unwrap_or(u64::MAX)),
-            cache,
+            copy,
         })
     }
 
@@ -343,10 +190,10 @@ impl<S: SessionSchema> Core<S> {
         };
         let changes = mask != 0 || expiry_changed;
         let regenerated = action == Action::Regenerate;
-        let fresh_header = Header {
-            max_age: st.header.max_age,
-            subject: st.header.subject,
-            ..Header::new(now)
+        let fresh_meta = Meta {
+            max_age: st.meta.max_age,
+            subject: st.meta.subject,
+            ..Meta::new(now)
         };
         let over = st.newer.as_ref().map(|newer| (newer, mask));
         let op = match (action, st.stored.clone()) {
@@ -354,57 +201,49 @@ impl<S: SessionSchema> Core<S> {
                 // A new session: written at this code's version.
                 let after = match changes {
                     true => Some((
-                        self.payload(st, rt, fresh_header, regenerated, None)?,
-                        fresh_header,
+                        self.payload(st, rt, fresh_meta, regenerated, None)?,
+                        fresh_meta,
                     )),
                     false => None,
                 };
                 Op::Destroy(stored, after)
             }
             (Action::Regenerate, Some(stored)) => {
-                let header = Header {
+                let meta = Meta {
                     created: if st.restart_lifetime {
                         now
                     } else {
-                        st.header.created
+                        st.meta.created
                     },
                     touched: now,
-                    max_age: st.header.max_age,
-                    subject: st.header.subject,
+                    max_age: st.meta.max_age,
+                    subject: st.meta.subject,
                 };
-                Op::Regenerate(
-                    stored,
-                    self.payload(st, rt, header, regenerated, over)?,
-                    header,
-                )
+                Op::Regenerate(stored, self.payload(st, rt, meta, regenerated, over)?, meta)
             }
             // A sealed cookie's deadline and key live in the cookie: a
             // refresh or a re-key is a rewrite.
-            (Action::None, Some(stored)) if changes || rt.backend.cookie_holds_record() => {
-                let header = Header {
+            (Action::None, Some(stored))
+                if changes || matches!(rt.backend.refresh(), Refresh::Rewrite) =>
+            {
+                let meta = Meta {
                     // A copy older than the newest issued stays that old:
                     // its re-seals never pass for the newest.
                     touched: match st.copy_deadline {
-                        Some(_) => st.header.touched,
+                        Some(_) => st.meta.touched,
                         None => now,
                     },
-                    ..st.header
+                    ..st.meta
                 };
-                Op::Save(
-                    stored,
-                    self.payload(st, rt, header, regenerated, over)?,
-                    header,
-                )
+                Op::Save(stored, self.payload(st, rt, meta, regenerated, over)?, meta)
             }
             (Action::None, Some(stored)) => {
-                let deadline = rt
-                    .policy
-                    .deadline(st.header.created, now, st.header.max_age);
+                let deadline = rt.policy.deadline(st.meta.created, now, st.meta.max_age);
                 Op::Touch(stored, deadline)
             }
             (_, None) if changes => Op::Create(
-                self.payload(st, rt, fresh_header, regenerated, None)?,
-                fresh_header,
+                self.payload(st, rt, fresh_meta, regenerated, None)?,
+                fresh_meta,
             ),
             (_, None) => Op::Nothing,
         };
@@ -535,10 +374,10 @@ impl<S: SessionSchema> Core<S> {
 
     /// A new identity was persisted (created or regenerated): the response
     /// sends its cookie, and its lifetime is the one just written.
-    fn adopt(&self, stored: Stored, header: Header) {
+    fn adopt(&self, stored: Stored, meta: Meta) {
         let mut st = self.lock();
         st.stored = Some(stored);
-        st.header = header;
+        st.meta = meta;
         st.cookie = CookieChange::Set;
         st.restart_lifetime = false;
     }
@@ -558,30 +397,31 @@ impl<S: SessionSchema> Core<S> {
     }
 
     async fn execute(&self, rt: &Runtime, op: Op, mask: FieldMask) -> Result<(), Error> {
-        let header = match &op {
+        let meta = match &op {
             Op::Create(_, h) | Op::Save(_, _, h) | Op::Regenerate(_, _, h) => *h,
-            _ => self.lock().header,
+            _ => self.lock().meta,
         };
         let merge = |theirs: &[u8]| {
             let st = self.lock();
-            envelope::merge(theirs, &st.value, mask, &header, rt.newer_schema)
+            envelope::merge(theirs, &st.value, mask, &meta, rt.newer_schema)
         };
         let merge: Merge<'_> = &merge;
-        let cookie_holds_record = rt.backend.cookie_holds_record();
+        // A backend whose cookie holds the record sends it after every write.
+        let rewritten = matches!(rt.backend.refresh(), Refresh::Rewrite);
         match op {
             Op::Nothing => Ok(()),
-            Op::Create(payload, header) => {
+            Op::Create(payload, meta) => {
                 let stored = Box::pin(rt.backend.create(payload)).await?;
-                self.adopt(stored, header);
+                self.adopt(stored, meta);
                 Ok(())
             }
-            Op::Save(stored, payload, header) => {
+            Op::Save(stored, payload, meta) => {
                 match Box::pin(rt.backend.save(&stored, payload, merge)).await? {
                     Written::Done(stored) => {
                         let mut st = self.lock();
                         st.stored = Some(stored);
-                        st.header.touched = header.touched;
-                        if cookie_holds_record {
+                        st.meta.touched = meta.touched;
+                        if rewritten {
                             st.cookie = CookieChange::Set;
                             st.resign = false;
                         }
@@ -596,28 +436,27 @@ impl<S: SessionSchema> Core<S> {
                 }
             }
             Op::Touch(stored, deadline) => {
-                let written = rt.backend.touch(&stored, deadline).await?;
+                // Planned only for a backend that refreshes by a touch.
+                let Refresh::Touch(server) = rt.backend.refresh() else {
+                    return Ok(());
+                };
+                let written = server.touch(&stored, deadline).await?;
                 let mut st = self.lock();
                 match written {
-                    Written::Done(stored) => {
-                        st.stored = Some(stored);
-                        if cookie_holds_record {
-                            st.cookie = CookieChange::Set;
-                        }
-                    }
+                    Written::Done(stored) => st.stored = Some(stored),
                     // Ended elsewhere; this request only read it, so the
                     // browser's cookie is left alone (it may be newer).
                     Written::Gone => st.stored = None,
                 }
                 Ok(())
             }
-            Op::Regenerate(stored, payload, header) => {
+            Op::Regenerate(stored, payload, meta) => {
                 // Boxed: logins and logouts are rare next to reads and
                 // writes, and their futures are the largest; inline they
                 // would grow every request's commit future.
                 match Box::pin(rt.backend.regenerate(&stored, payload, merge)).await? {
                     Written::Done(stored) => {
-                        self.adopt(stored, header);
+                        self.adopt(stored, meta);
                         Ok(())
                     }
                     Written::Gone => Err(self.ended()),
@@ -630,9 +469,9 @@ impl<S: SessionSchema> Core<S> {
                     st.stored = None;
                     st.cookie = CookieChange::Remove;
                 }
-                if let Some((payload, header)) = after {
+                if let Some((payload, meta)) = after {
                     let stored = Box::pin(rt.backend.create(payload)).await?;
-                    self.adopt(stored, header);
+                    self.adopt(stored, meta);
                 }
                 Ok(())
             }
@@ -662,14 +501,16 @@ impl<S: SessionSchema> Core<S> {
         }
         let idle_due = st.stored.as_ref().is_some_and(|s| {
             rt.policy
-                .needs_touch(st.header.created, s.expires_at, st.loaded_at)
+                .needs_touch(st.meta.created, s.expires_at, st.loaded_at)
         });
         st.changed != 0
             || st.action != Action::None
             || st.expiry_changed
             || idle_due
             // Opened under an old key: re-sealed under the current one.
-            || (st.resign && st.stored.is_some() && rt.backend.cookie_holds_record())
+            || (st.resign
+                && st.stored.is_some()
+                && matches!(rt.backend.refresh(), Refresh::Rewrite))
     }
 
     /// What the response gets when the commit has nothing to write (the
@@ -698,7 +539,7 @@ impl<S: SessionSchema> Core<S> {
         };
         let st = self.lock();
         let max_age = st
-            .header
+            .meta
             .max_age
             .map(Duration::from_secs)
             .or(rt.cookie.max_age);
