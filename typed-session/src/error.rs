@@ -461,9 +461,12 @@ pub enum ConfigError {
         "session driver `{0}` needs a secret (set `secrets`, or SESSION_SECRET; generate one with `openssl rand -base64 48`)"
     )]
     SecretRequired(&'static str),
-    /// A timeout or size of zero.
+    /// A timeout of zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
+    /// A size of zero (`max_session_bytes`).
+    #[error("{0} must be at least one byte")]
+    ZeroSize(&'static str),
     /// The error of one setting, named as it was given: the environment
     /// variable (`SESSION_PREVIOUS_SECRETS (entry 2)`, `REDIS_URL=...` with
     /// the password redacted) for a configuration read by

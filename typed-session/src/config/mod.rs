@@ -3,6 +3,7 @@
 //! and limits; read from serde or from `SESSION_*` environment variables.
 
 mod build;
+mod env;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -416,114 +417,16 @@ impl fmt::Debug for SessionConfig {
     }
 }
 
-fn env_var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn invalid(name: &'static str, reason: String) -> ConfigError {
-    ConfigError::InvalidEnv { name, reason }
-}
-
-fn env_bool(name: &'static str) -> Result<Option<bool>, ConfigError> {
-    env_var(name)
-        .map(|v| match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
-            other => Err(invalid(
-                name,
-                format!("expected true or false, found {other:?}"),
-            )),
-        })
-        .transpose()
-}
-
-fn env_secs(name: &'static str) -> Result<Option<Option<u64>>, ConfigError> {
-    env_var(name)
-        .map(|v| {
-            let v = v.trim();
-            if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("off") {
-                return Ok(None);
-            }
-            v.parse::<u64>().map(Some).map_err(|_| {
-                invalid(
-                    name,
-                    format!("expected whole seconds or `none`, found {v:?}"),
-                )
-            })
-        })
-        .transpose()
-}
-
-fn env_number<T: std::str::FromStr>(
-    name: &'static str,
-    what: &str,
-) -> Result<Option<T>, ConfigError> {
-    env_var(name)
-        .map(|v| {
-            v.trim()
-                .parse()
-                .map_err(|_| invalid(name, format!("expected {what}, found {v:?}")))
-        })
-        .transpose()
-}
-
-/// Each backend's variables. `REDIS_URL` is read only when
-/// `SESSION_DRIVER=redis`: apps often set it for other uses.
-const BACKEND_VARS: &[(&str, &[&str])] = &[
-    (
-        "memory",
-        &["SESSION_MEMORY_CAPACITY", "SESSION_MEMORY_MAX_BYTES"],
-    ),
-    (
-        "file",
-        &[
-            "SESSION_FILE_PATH",
-            "SESSION_FILE_SWEEP_INTERVAL",
-            "SESSION_FILE_MAX_RECORD_BYTES",
-            "SESSION_FILE_CAPACITY",
-            "SESSION_FILE_MAX_BYTES",
-            "SESSION_FILE_DURABILITY",
-        ],
-    ),
-    (
-        "redis",
-        &[
-            "SESSION_REDIS_PREFIX",
-            "SESSION_REDIS_CLUSTER",
-            "SESSION_REDIS_CONNECT_TIMEOUT_MS",
-            "SESSION_REDIS_COMMAND_TIMEOUT_MS",
-            "SESSION_REDIS_LOCAL_CACHE",
-            "SESSION_REDIS_CA_FILE",
-        ],
-    ),
-    ("cookie", &["SESSION_COOKIE_COMPRESS"]),
-];
-
 impl SessionConfig {
     /// Reads the settings from environment variables over the defaults.
     ///
-    /// | variable | setting |
-    /// |---|---|
-    /// | `SESSION_DRIVER` | `memory` (default), `file`, `redis` or `cookie` |
-    /// | `SESSION_SECRET` | the secret (32+ bytes) |
-    /// | `SESSION_PREVIOUS_SECRETS` | older secrets still accepted, comma-separated (so they cannot contain commas) |
-    /// | `SESSION_COOKIE_NAME` | cookie name |
-    /// | `SESSION_SECURE`, `SESSION_HTTP_ONLY`, `SESSION_HOST_PREFIX`, `SESSION_ROLLING` | `true` / `false` |
-    /// | `SESSION_ALLOW_WEAK_SECRETS` | `true`: a weak secret is a warning, not an error |
-    /// | `SESSION_STORE_LAZY` | `true`: start without checking the store |
-    /// | `SESSION_STRICT_CONFIG` | `true`: another driver's variable is an error, not a warning |
-    /// | `SESSION_SAME_SITE` | `lax`, `strict` or `none` |
-    /// | `SESSION_PATH`, `SESSION_DOMAIN` | cookie path and domain |
-    /// | `SESSION_MAX_AGE`, `SESSION_IDLE_TIMEOUT`, `SESSION_ABSOLUTE_TIMEOUT` | seconds, or `none` |
-    /// | `SESSION_MAX_SESSION_BYTES` | bytes |
-    /// | `SESSION_MEMORY_CAPACITY`, `SESSION_MEMORY_MAX_BYTES` | memory store: sessions, bytes |
-    /// | `SESSION_FILE_PATH`, `SESSION_FILE_SWEEP_INTERVAL`, `SESSION_FILE_MAX_RECORD_BYTES`, `SESSION_FILE_CAPACITY`, `SESSION_FILE_MAX_BYTES` | file store: directory, seconds, bytes, sessions, bytes |
-    /// | `REDIS_URL`, `SESSION_REDIS_PREFIX`, `SESSION_REDIS_CLUSTER`, `SESSION_REDIS_CONNECT_TIMEOUT_MS`, `SESSION_REDIS_COMMAND_TIMEOUT_MS`, `SESSION_REDIS_LOCAL_CACHE`, `SESSION_REDIS_CA_FILE` | Redis store (`REDIS_URL` is read only with `SESSION_DRIVER=redis`) |
-    /// | `SESSION_COOKIE_COMPRESS` | encrypted-cookie mode: `true` / `false` |
+    #[doc = include_str!("env.md")]
     ///
     /// A backend variable set for a backend that is not compiled in is an
     /// error naming its cargo feature; variables of another compiled-in
-    /// backend than the selected one are ignored. The result is checked as
+    /// backend than the selected one are ignored, with a warning
+    /// ([`warnings`](Self::warnings)), or refused with
+    /// `SESSION_STRICT_CONFIG=true`. The result is checked as
     /// [`SessionConfig::validate`] does.
     pub fn from_env() -> Result<Self, ConfigError> {
         SessionConfig::from_env_with_default(StoreConfig::default())
@@ -542,208 +445,7 @@ impl SessionConfig {
     /// # }
     /// ```
     pub fn from_env_with_default(store: StoreConfig) -> Result<Self, ConfigError> {
-        let mut config = SessionConfig {
-            store,
-            origin: Origin::Env,
-            ..SessionConfig::default()
-        };
-        for (driver, vars) in BACKEND_VARS {
-            if compiled_in(driver) {
-                continue;
-            }
-            if let Some(name) = vars.iter().find(|v| env_var(v).is_some()) {
-                return Err(ConfigError::EnvForMissingDriver {
-                    name,
-                    driver,
-                    feature: feature_of(driver),
-                });
-            }
-        }
-        if std::env::var_os("SESSION_DRIVER").is_some() && env_var("SESSION_DRIVER").is_none() {
-            return Err(invalid(
-                "SESSION_DRIVER",
-                format!(
-                    "it is set but empty: unset it for the default ({}) or name a driver (memory, file, redis or cookie)",
-                    config.store.driver()
-                ),
-            ));
-        }
-        if let Some(driver) = env_var("SESSION_DRIVER") {
-            config.store = match driver.trim().to_ascii_lowercase().as_str() {
-                "memory" => StoreConfig::Memory(MemoryConfig::default()),
-                "file" => StoreConfig::File(FileConfig::default()),
-                "redis" => StoreConfig::Redis(RedisConfig::default()),
-                "cookie" => StoreConfig::Cookie(CookieModeConfig::default()),
-                other => {
-                    return Err(invalid(
-                        "SESSION_DRIVER",
-                        format!(
-                            "unknown driver {other:?} (expected memory, file, redis or cookie)"
-                        ),
-                    ));
-                }
-            };
-        }
-        // Variables of another (compiled-in) driver than the one chosen:
-        // ignored, and said (an error with SESSION_STRICT_CONFIG=true).
-        // REDIS_URL is common for other uses: never counted.
-        let strict = env_bool("SESSION_STRICT_CONFIG")?.unwrap_or(false);
-        let chosen = config.store.driver();
-        for (driver, vars) in BACKEND_VARS {
-            if *driver == chosen || !compiled_in(driver) {
-                continue;
-            }
-            for var in vars.iter().filter(|v| **v != "REDIS_URL") {
-                if env_var(var).is_some() {
-                    let note = format!(
-                        "{var} configures the `{driver}` session driver, but the driver is `{chosen}`: it is ignored"
-                    );
-                    if strict {
-                        return Err(invalid(var, format!("{note} (SESSION_STRICT_CONFIG=true)")));
-                    }
-                    config.warnings.push(note);
-                }
-            }
-        }
-        if chosen == "redis" && env_var("REDIS_URL").is_none() {
-            config.warnings.push(format!(
-                "REDIS_URL is not set: the Redis store uses the default {}",
-                RedisConfig::default().url
-            ));
-        }
-        match &mut config.store {
-            StoreConfig::Memory(m) => {
-                if let Some(v) = env_number("SESSION_MEMORY_CAPACITY", "a number of sessions")? {
-                    m.capacity = v;
-                }
-                if let Some(v) = env_number("SESSION_MEMORY_MAX_BYTES", "a number of bytes")? {
-                    m.max_bytes = v;
-                }
-            }
-            StoreConfig::File(f) => {
-                if let Some(v) = env_var("SESSION_FILE_PATH") {
-                    f.path = PathBuf::from(v);
-                }
-                if let Some(v) = env_number("SESSION_FILE_SWEEP_INTERVAL", "whole seconds")? {
-                    f.sweep_interval_secs = v;
-                }
-                if let Some(v) = env_number("SESSION_FILE_MAX_RECORD_BYTES", "a number of bytes")? {
-                    f.max_record_bytes = v;
-                }
-                if let Some(v) = env_number("SESSION_FILE_CAPACITY", "a number of sessions")? {
-                    f.capacity = v;
-                }
-                if let Some(v) = env_number("SESSION_FILE_MAX_BYTES", "a number of bytes")? {
-                    f.max_bytes = v;
-                }
-                if let Some(v) = env_var("SESSION_FILE_DURABILITY") {
-                    f.durability = match v.trim().to_ascii_lowercase().as_str() {
-                        "full" => FileDurability::Full,
-                        "os" => FileDurability::Os,
-                        other => {
-                            return Err(invalid(
-                                "SESSION_FILE_DURABILITY",
-                                format!("expected full or os, found {other:?}"),
-                            ));
-                        }
-                    };
-                }
-            }
-            StoreConfig::Redis(r) => {
-                if let Some(v) = env_var("REDIS_URL") {
-                    r.url = v;
-                }
-                if let Some(v) = env_var("SESSION_REDIS_PREFIX") {
-                    r.prefix = v;
-                }
-                if let Some(v) = env_bool("SESSION_REDIS_CLUSTER")? {
-                    r.cluster = v;
-                }
-                if let Some(v) = env_number("SESSION_REDIS_CONNECT_TIMEOUT_MS", "milliseconds")? {
-                    r.connect_timeout_ms = v;
-                }
-                if let Some(v) = env_number("SESSION_REDIS_COMMAND_TIMEOUT_MS", "milliseconds")? {
-                    r.command_timeout_ms = v;
-                }
-                if let Some(v) = env_number("SESSION_REDIS_LOCAL_CACHE", "a number of records")? {
-                    r.local_cache = v;
-                }
-                if let Some(v) = env_var("SESSION_REDIS_CA_FILE") {
-                    r.root_certificate_file = Some(PathBuf::from(v));
-                }
-            }
-            StoreConfig::Cookie(c) => {
-                if let Some(v) = env_bool("SESSION_COOKIE_COMPRESS")? {
-                    c.compress = v;
-                }
-            }
-        }
-        if let Some(secret) = env_var("SESSION_SECRET") {
-            config.secrets = vec![secret];
-            if let Some(previous) = env_var("SESSION_PREVIOUS_SECRETS") {
-                config.secrets.extend(
-                    previous
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned),
-                );
-            }
-        }
-        if let Some(name) = env_var("SESSION_COOKIE_NAME") {
-            config.cookie_name = name;
-        }
-        if let Some(v) = env_bool("SESSION_SECURE")? {
-            config.secure = v;
-        }
-        if let Some(v) = env_bool("SESSION_HTTP_ONLY")? {
-            config.http_only = v;
-        }
-        if let Some(v) = env_bool("SESSION_HOST_PREFIX")? {
-            config.host_prefix = Some(v);
-        }
-        if let Some(v) = env_bool("SESSION_ROLLING")? {
-            config.rolling = v;
-        }
-        if let Some(v) = env_bool("SESSION_ALLOW_WEAK_SECRETS")? {
-            config.allow_weak_secrets = v;
-        }
-        if let Some(v) = env_bool("SESSION_STORE_LAZY")? {
-            config.lazy_store = v;
-        }
-        if let Some(v) = env_var("SESSION_SAME_SITE") {
-            config.same_site = match v.trim().to_ascii_lowercase().as_str() {
-                "lax" => SameSite::Lax,
-                "strict" => SameSite::Strict,
-                "none" => SameSite::None,
-                other => {
-                    return Err(invalid(
-                        "SESSION_SAME_SITE",
-                        format!("expected lax, strict or none, found {other:?}"),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = env_var("SESSION_PATH") {
-            config.path = v;
-        }
-        if let Some(v) = env_var("SESSION_DOMAIN") {
-            config.domain = Some(v);
-        }
-        if let Some(v) = env_secs("SESSION_MAX_AGE")? {
-            config.max_age_secs = v;
-        }
-        if let Some(v) = env_secs("SESSION_IDLE_TIMEOUT")? {
-            config.idle_timeout_secs = v;
-        }
-        if let Some(v) = env_secs("SESSION_ABSOLUTE_TIMEOUT")? {
-            config.absolute_timeout_secs = v;
-        }
-        if let Some(v) = env_number("SESSION_MAX_SESSION_BYTES", "a number of bytes")? {
-            config.max_session_bytes = v;
-        }
-        config.validate()?;
-        Ok(config)
+        env::read(store)
     }
 
     /// Checks that the settings can work together and that the backend is
@@ -785,7 +487,7 @@ impl SessionConfig {
             return Err(self.named(
                 "max_session_bytes",
                 "SESSION_MAX_SESSION_BYTES",
-                ConfigError::ZeroDuration("max_session_bytes"),
+                ConfigError::ZeroSize("max_session_bytes"),
             ));
         }
         if matches!(self.store, StoreConfig::Cookie(_)) && self.secrets.is_empty() {
