@@ -274,166 +274,6 @@ fn ok(res: &Response) -> &str {
     &res.body
 }
 
-/// Old code reads a newer record's fields, writes its own without harming
-/// the newer ones, refuses to write the field whose shape changed, and
-/// never brings back the removed field; a login on old code keeps it all.
-pub async fn old_code_works_around_newer_fields<H: Harness>(h: H) {
-    let server = serve(both(&h, v2::routes(), v3::with_theme())).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
-    };
-    ok(&b.post("/v3/add/1").await);
-    ok(&b.post("/v3/add/1").await);
-    assert_eq!(ok(&b.post("/v3/theme/dark").await), "themed");
-
-    // v2 reads what it can; the renamed cart reads as empty for it.
-    assert_eq!(ok(&b.get("/v2/read").await), "visits=0;cart=;user=None");
-    // A v2 write of a shared field keeps the v3 data and version.
-    assert_eq!(
-        ok(&b.post("/v2/view").await),
-        "visits=1;cart=;user=None;flash="
-    );
-    assert_eq!(
-        ok(&b.get("/v3/read").await),
-        "visits=1;cart=1x2;user=None;theme=dark"
-    );
-    if let Some(stored) = h.stored(b.cookie()).await {
-        assert!(stored.starts_with(r#"{"v":3,"#), "{stored}");
-        assert!(stored.contains(r#""quantity":2"#), "{stored}");
-        assert!(!stored.contains("legacy"), "resurrected: {stored}");
-    }
-    // A v2 write of the field whose shape changed is refused, and changes nothing.
-    let refused = b.post("/v2/add/5").await;
-    assert_eq!(refused.status, 409, "{}", refused.body);
-    assert_eq!(refused.body, "session field belongs to a newer version");
-    assert_eq!(
-        ok(&b.get("/v3/read").await),
-        "visits=1;cart=1x2;user=None;theme=dark"
-    );
-    // Flash messages cross versions both ways.
-    assert_eq!(ok(&b.post("/v2/note/from-v2").await), "noted");
-    assert!(ok(&b.post("/v3/view").await).ends_with(";flash=from-v2"));
-    assert_eq!(ok(&b.post("/v3/note/from-v3").await), "noted");
-    assert!(ok(&b.post("/v2/view").await).ends_with(";flash=from-v3"));
-    // A login on v2 (a new id) keeps the v3 data.
-    let before = b.cookie().to_owned();
-    assert_eq!(
-        ok(&b.post("/v2/login/7").await),
-        "visits=3;cart=;user=Some(7)"
-    );
-    assert_ne!(b.cookie(), before);
-    assert_eq!(
-        ok(&b.get("/v3/read").await),
-        "visits=3;cart=1x2;user=Some(7);theme=dark"
-    );
-    if let Some(stored) = h.stored(b.cookie()).await {
-        assert!(stored.starts_with(r#"{"v":3,"#), "{stored}");
-        assert!(!stored.contains("legacy"), "resurrected: {stored}");
-    }
-}
-
-/// A v2 record read by v3 is migrated and written back at v3; v2 then
-/// reads what it can of it, as in a rollback.
-pub async fn new_code_migrates_and_old_code_still_reads<H: Harness>(h: H) {
-    let server = serve(both(&h, v2::routes(), v3::with_theme())).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
-    };
-    ok(&b.post("/v2/add/4").await);
-    ok(&b.post("/v2/view").await);
-    assert_eq!(
-        ok(&b.post("/v3/view").await),
-        "visits=2;cart=4x1;user=None;theme=;flash="
-    );
-    if let Some(stored) = h.stored(b.cookie()).await {
-        assert!(stored.starts_with(r#"{"v":3,"#), "migrated: {stored}");
-    }
-    assert_eq!(
-        ok(&b.post("/v2/view").await),
-        "visits=3;cart=;user=None;flash="
-    );
-    assert_eq!(
-        ok(&b.get("/v3/read").await),
-        "visits=3;cart=4x1;user=None;theme="
-    );
-}
-
-/// Concurrent writes of both versions to one session: compare-and-set and
-/// merges hold across versions (server-side stores; cookie mode is
-/// last-response-wins by design). Flash messages from both versions merge
-/// message by message; a v2 write and a v3 write of different fields both
-/// land (a page view would drain the messages: `/bump` only counts).
-pub async fn concurrent_writes_of_both_versions_merge<H: Harness>(h: H) {
-    if !h.keeps_records() {
-        return;
-    }
-    let server = serve(both(&h, v2::routes(), v3::with_theme())).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
-    };
-    ok(&b.post("/v3/add/9").await);
-    ok(&b.post("/v3/theme/dark").await);
-    let cookie = b.cookie().to_owned();
-    let mut paths: Vec<String> = (0..20)
-        .map(|i| match i % 2 {
-            0 => format!("/v2/note/a{i}"),
-            _ => format!("/v3/note/b{i}"),
-        })
-        .collect();
-    paths.push("/v2/bump".into());
-    paths.push("/v3/theme/light".into());
-    let tasks: Vec<_> = paths
-        .into_iter()
-        .map(|path| {
-            let cookie = cookie.clone();
-            let addr = server.addr;
-            tokio::spawn(async move { http_post(addr, &path, Some(&cookie)).await })
-        })
-        .collect();
-    for t in tasks {
-        let res = t.await.unwrap();
-        assert_eq!(res.status, 200, "{}", res.body);
-    }
-    let body = ok(&b.post("/v3/view").await).to_owned();
-    let (state, flash) = body.split_once(";flash=").unwrap();
-    assert_eq!(state, "visits=2;cart=9x1;user=None;theme=light");
-    let mut got: Vec<&str> = flash.split(',').collect();
-    got.sort_unstable();
-    let mut want: Vec<String> = (0..20)
-        .map(|i| format!("{}{i}", if i % 2 == 0 { "a" } else { "b" }))
-        .collect();
-    want.sort_unstable();
-    assert_eq!(got, want);
-    let stored = h.stored(b.cookie()).await.unwrap();
-    assert!(stored.starts_with(r#"{"v":3,"#), "{stored}");
-}
-
-/// `on_newer_schema(Reject)` keeps the old behaviour: 503 on old code.
-pub async fn reject_policy_answers_503<H: Harness>(h: H) {
-    let app = Router::new()
-        .nest(
-            "/v2",
-            v2::routes().layer(
-                h.layer()
-                    .with_secure(false)
-                    .on_newer_schema(NewerSchema::Reject),
-            ),
-        )
-        .nest("/v3", v3::with_theme().layer(h.layer().with_secure(false)));
-    let server = serve(app).await;
-    let mut b = Browser {
-        addr: server.addr,
-        cookie: None,
-    };
-    ok(&b.post("/v3/theme/dark").await);
-    let res = b.get("/v2/read").await;
-    assert_eq!(res.status, 503, "{}", res.body);
-    assert_eq!(res.body, "session unavailable");
-}
-
 /// What the simulation expects one user's session to hold.
 #[derive(Default, Clone)]
 struct Model {
@@ -474,129 +314,291 @@ struct Rollout {
     by_v3: usize,
 }
 
-/// 1,000 requests from 10 users through a rollout and a rollback: all on
-/// v2, alternating v2/v3, all on v3, alternating again (rolling back), all
-/// on v2. Every response is compared with what the user's session must
-/// hold: a failed request or a field that reads other than last written
-/// counts.
-pub async fn rollout_and_rollback_lose_nothing<H: Harness>(h: H) {
-    let server = serve(both(&h, v2::routes(), v3_expand::with_theme())).await;
-    let users = 10;
-    let mut browsers: Vec<Browser> = (0..users)
-        .map(|_| Browser {
-            addr: server.addr,
-            cookie: None,
-        })
-        .collect();
-    let mut models = vec![Model::default(); users];
-    // (requests, whether request i goes to v3)
-    type Phase = (usize, fn(usize) -> bool);
-    let phases: [Phase; 5] = [
-        (200, |_| false),
-        (400, |i| i % 2 == 1),
-        (100, |_| true),
-        (200, |i| i % 2 == 0),
-        (100, |_| false),
-    ];
-    let mut r = Rollout::default();
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n) as usize
-    };
-    let mut i = 0;
-    for (count, on_v3) in phases {
-        for _ in 0..count {
-            let v3 = on_v3(i);
-            let prefix = if v3 { "/v3" } else { "/v2" };
-            let u = next(users as u64);
-            let action = next(6);
-            let (b, m) = (&mut browsers[u], &mut models[u]);
-            let (res, expected) = match action {
-                0 => {
-                    m.visits += 1;
-                    let flash: Vec<String> = m.flash.drain(..).collect();
-                    let res = b.post(&format!("{prefix}/view")).await;
-                    (res, format!("{};flash={}", m.state(v3), flash.join(",")))
-                }
-                1 => {
-                    let sku = 1 + next(3) as u32;
-                    match m.cart.iter_mut().find(|(s, _)| *s == sku) {
-                        Some(line) => line.1 += 1,
-                        None => m.cart.push((sku, 1)),
-                    }
-                    let res = b.post(&format!("{prefix}/add/{sku}")).await;
-                    (res, m.state(v3))
-                }
-                2 => {
-                    let text = format!("m{i}");
-                    m.flash.push_back(text.clone());
-                    let res = b.post(&format!("{prefix}/note/{text}")).await;
-                    (res, "noted".to_owned())
-                }
-                3 => {
-                    let user = 100 + u as u64;
-                    m.user = Some(user);
-                    let res = b.post(&format!("{prefix}/login/{user}")).await;
-                    (res, m.state(v3))
-                }
-                4 if v3 => {
-                    let theme = ["dark", "light", "blue"][next(3)].to_owned();
-                    m.theme = theme.clone();
-                    let res = b.post(&format!("/v3/theme/{theme}")).await;
-                    (res, "themed".to_owned())
-                }
-                _ => {
-                    let res = b.get(&format!("{prefix}/read")).await;
-                    (res, m.state(v3))
-                }
-            };
-            r.requests += 1;
-            if v3 {
-                r.by_v3 += 1;
-            } else {
-                r.by_v2 += 1;
-            }
-            if res.status != 200 {
-                r.failed += 1;
-                eprintln!("request {i} on {prefix}: {} {}", res.status, res.body);
-            } else if res.body != expected {
-                r.mismatched += 1;
-                eprintln!(
-                    "request {i} on {prefix}: got {:?}, expected {expected:?}",
-                    res.body
-                );
-            }
-            i += 1;
-        }
-    }
-    eprintln!("rollout: {r:?}");
-    assert_eq!(r.requests, 1_000);
-    assert_eq!((r.failed, r.mismatched), (0, 0), "{r:?}");
-}
-
+/// Instantiates the suite for one backend, every test of it. The tests
+/// are written here, inside the macro, so a new test runs on every backend.
 macro_rules! rolling_suite {
     ($backend:ident, $harness:expr) => {
+        /// The backend's harness, built where the suite is instantiated.
+        fn $backend() -> impl Harness {
+            $harness
+        }
+
         mod $backend {
             use super::*;
-            rolling_suite!(@tests $harness;
-                old_code_works_around_newer_fields,
-                new_code_migrates_and_old_code_still_reads,
-                concurrent_writes_of_both_versions_merge,
-                reject_policy_answers_503,
-                rollout_and_rollback_lose_nothing,
-            );
-        }
-    };
-    (@tests $harness:expr; $($test:ident),* $(,)?) => {
-        $(
+
+            /// Old code reads a newer record's fields, writes its own without harming
+            /// the newer ones, refuses to write the field whose shape changed, and
+            /// never brings back the removed field; a login on old code keeps it all.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                super::$test($harness).await;
+            async fn old_code_works_around_newer_fields() {
+                let h = super::$backend();
+                let server = serve(both(&h, v2::routes(), v3::with_theme())).await;
+                let mut b = Browser {
+                    addr: server.addr,
+                    cookie: None,
+                };
+                ok(&b.post("/v3/add/1").await);
+                ok(&b.post("/v3/add/1").await);
+                assert_eq!(ok(&b.post("/v3/theme/dark").await), "themed");
+
+                // v2 reads what it can; the renamed cart reads as empty for it.
+                assert_eq!(ok(&b.get("/v2/read").await), "visits=0;cart=;user=None");
+                // A v2 write of a shared field keeps the v3 data and version.
+                assert_eq!(
+                    ok(&b.post("/v2/view").await),
+                    "visits=1;cart=;user=None;flash="
+                );
+                assert_eq!(
+                    ok(&b.get("/v3/read").await),
+                    "visits=1;cart=1x2;user=None;theme=dark"
+                );
+                if let Some(stored) = h.stored(b.cookie()).await {
+                    assert!(stored.starts_with(r#"{"v":3,"#), "{stored}");
+                    assert!(stored.contains(r#""quantity":2"#), "{stored}");
+                    assert!(!stored.contains("legacy"), "resurrected: {stored}");
+                }
+                // A v2 write of the field whose shape changed is refused, and changes nothing.
+                let refused = b.post("/v2/add/5").await;
+                assert_eq!(refused.status, 409, "{}", refused.body);
+                assert_eq!(refused.body, "session field belongs to a newer version");
+                assert_eq!(
+                    ok(&b.get("/v3/read").await),
+                    "visits=1;cart=1x2;user=None;theme=dark"
+                );
+                // Flash messages cross versions both ways.
+                assert_eq!(ok(&b.post("/v2/note/from-v2").await), "noted");
+                assert!(ok(&b.post("/v3/view").await).ends_with(";flash=from-v2"));
+                assert_eq!(ok(&b.post("/v3/note/from-v3").await), "noted");
+                assert!(ok(&b.post("/v2/view").await).ends_with(";flash=from-v3"));
+                // A login on v2 (a new id) keeps the v3 data.
+                let before = b.cookie().to_owned();
+                assert_eq!(
+                    ok(&b.post("/v2/login/7").await),
+                    "visits=3;cart=;user=Some(7)"
+                );
+                assert_ne!(b.cookie(), before);
+                assert_eq!(
+                    ok(&b.get("/v3/read").await),
+                    "visits=3;cart=1x2;user=Some(7);theme=dark"
+                );
+                if let Some(stored) = h.stored(b.cookie()).await {
+                    assert!(stored.starts_with(r#"{"v":3,"#), "{stored}");
+                    assert!(!stored.contains("legacy"), "resurrected: {stored}");
+                }
             }
-        )*
+
+            /// A v2 record read by v3 is migrated and written back at v3; v2 then
+            /// reads what it can of it, as in a rollback.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn new_code_migrates_and_old_code_still_reads() {
+                let h = super::$backend();
+                let server = serve(both(&h, v2::routes(), v3::with_theme())).await;
+                let mut b = Browser {
+                    addr: server.addr,
+                    cookie: None,
+                };
+                ok(&b.post("/v2/add/4").await);
+                ok(&b.post("/v2/view").await);
+                assert_eq!(
+                    ok(&b.post("/v3/view").await),
+                    "visits=2;cart=4x1;user=None;theme=;flash="
+                );
+                if let Some(stored) = h.stored(b.cookie()).await {
+                    assert!(stored.starts_with(r#"{"v":3,"#), "migrated: {stored}");
+                }
+                assert_eq!(
+                    ok(&b.post("/v2/view").await),
+                    "visits=3;cart=;user=None;flash="
+                );
+                assert_eq!(
+                    ok(&b.get("/v3/read").await),
+                    "visits=3;cart=4x1;user=None;theme="
+                );
+            }
+
+            /// Concurrent writes of both versions to one session: compare-and-set and
+            /// merges hold across versions (server-side stores; cookie mode is
+            /// last-response-wins by design). Flash messages from both versions merge
+            /// message by message; a v2 write and a v3 write of different fields both
+            /// land (a page view would drain the messages: `/bump` only counts).
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writes_of_both_versions_merge() {
+                let h = super::$backend();
+                if !h.keeps_records() {
+                    return;
+                }
+                let server = serve(both(&h, v2::routes(), v3::with_theme())).await;
+                let mut b = Browser {
+                    addr: server.addr,
+                    cookie: None,
+                };
+                ok(&b.post("/v3/add/9").await);
+                ok(&b.post("/v3/theme/dark").await);
+                let cookie = b.cookie().to_owned();
+                let mut paths: Vec<String> = (0..20)
+                    .map(|i| match i % 2 {
+                        0 => format!("/v2/note/a{i}"),
+                        _ => format!("/v3/note/b{i}"),
+                    })
+                    .collect();
+                paths.push("/v2/bump".into());
+                paths.push("/v3/theme/light".into());
+                let tasks: Vec<_> = paths
+                    .into_iter()
+                    .map(|path| {
+                        let cookie = cookie.clone();
+                        let addr = server.addr;
+                        tokio::spawn(async move { http_post(addr, &path, Some(&cookie)).await })
+                    })
+                    .collect();
+                for t in tasks {
+                    let res = t.await.unwrap();
+                    assert_eq!(res.status, 200, "{}", res.body);
+                }
+                let body = ok(&b.post("/v3/view").await).to_owned();
+                let (state, flash) = body.split_once(";flash=").unwrap();
+                assert_eq!(state, "visits=2;cart=9x1;user=None;theme=light");
+                let mut got: Vec<&str> = flash.split(',').collect();
+                got.sort_unstable();
+                let mut want: Vec<String> = (0..20)
+                    .map(|i| format!("{}{i}", if i % 2 == 0 { "a" } else { "b" }))
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(got, want);
+                let stored = h.stored(b.cookie()).await.unwrap();
+                assert!(stored.starts_with(r#"{"v":3,"#), "{stored}");
+            }
+
+            /// `on_newer_schema(Reject)` keeps the old behaviour: 503 on old code.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reject_policy_answers_503() {
+                let h = super::$backend();
+                let app = Router::new()
+                    .nest(
+                        "/v2",
+                        v2::routes().layer(
+                            h.layer()
+                                .with_secure(false)
+                                .on_newer_schema(NewerSchema::Reject),
+                        ),
+                    )
+                    .nest("/v3", v3::with_theme().layer(h.layer().with_secure(false)));
+                let server = serve(app).await;
+                let mut b = Browser {
+                    addr: server.addr,
+                    cookie: None,
+                };
+                ok(&b.post("/v3/theme/dark").await);
+                let res = b.get("/v2/read").await;
+                assert_eq!(res.status, 503, "{}", res.body);
+                assert_eq!(res.body, "session unavailable");
+            }
+
+            /// 1,000 requests from 10 users through a rollout and a rollback: all on
+            /// v2, alternating v2/v3, all on v3, alternating again (rolling back), all
+            /// on v2. Every response is compared with what the user's session must
+            /// hold: a failed request or a field that reads other than last written
+            /// counts.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rollout_and_rollback_lose_nothing() {
+                let h = super::$backend();
+                let server = serve(both(&h, v2::routes(), v3_expand::with_theme())).await;
+                let users = 10;
+                let mut browsers: Vec<Browser> = (0..users)
+                    .map(|_| Browser {
+                        addr: server.addr,
+                        cookie: None,
+                    })
+                    .collect();
+                let mut models = vec![Model::default(); users];
+                // (requests, whether request i goes to v3)
+                type Phase = (usize, fn(usize) -> bool);
+                let phases: [Phase; 5] = [
+                    (200, |_| false),
+                    (400, |i| i % 2 == 1),
+                    (100, |_| true),
+                    (200, |i| i % 2 == 0),
+                    (100, |_| false),
+                ];
+                let mut r = Rollout::default();
+                let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+                let mut next = |n: u64| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % n) as usize
+                };
+                let mut i = 0;
+                for (count, on_v3) in phases {
+                    for _ in 0..count {
+                        let v3 = on_v3(i);
+                        let prefix = if v3 { "/v3" } else { "/v2" };
+                        let u = next(users as u64);
+                        let action = next(6);
+                        let (b, m) = (&mut browsers[u], &mut models[u]);
+                        let (res, expected) = match action {
+                            0 => {
+                                m.visits += 1;
+                                let flash: Vec<String> = m.flash.drain(..).collect();
+                                let res = b.post(&format!("{prefix}/view")).await;
+                                (res, format!("{};flash={}", m.state(v3), flash.join(",")))
+                            }
+                            1 => {
+                                let sku = 1 + next(3) as u32;
+                                match m.cart.iter_mut().find(|(s, _)| *s == sku) {
+                                    Some(line) => line.1 += 1,
+                                    None => m.cart.push((sku, 1)),
+                                }
+                                let res = b.post(&format!("{prefix}/add/{sku}")).await;
+                                (res, m.state(v3))
+                            }
+                            2 => {
+                                let text = format!("m{i}");
+                                m.flash.push_back(text.clone());
+                                let res = b.post(&format!("{prefix}/note/{text}")).await;
+                                (res, "noted".to_owned())
+                            }
+                            3 => {
+                                let user = 100 + u as u64;
+                                m.user = Some(user);
+                                let res = b.post(&format!("{prefix}/login/{user}")).await;
+                                (res, m.state(v3))
+                            }
+                            4 if v3 => {
+                                let theme = ["dark", "light", "blue"][next(3)].to_owned();
+                                m.theme = theme.clone();
+                                let res = b.post(&format!("/v3/theme/{theme}")).await;
+                                (res, "themed".to_owned())
+                            }
+                            _ => {
+                                let res = b.get(&format!("{prefix}/read")).await;
+                                (res, m.state(v3))
+                            }
+                        };
+                        r.requests += 1;
+                        if v3 {
+                            r.by_v3 += 1;
+                        } else {
+                            r.by_v2 += 1;
+                        }
+                        if res.status != 200 {
+                            r.failed += 1;
+                            eprintln!("request {i} on {prefix}: {} {}", res.status, res.body);
+                        } else if res.body != expected {
+                            r.mismatched += 1;
+                            eprintln!(
+                                "request {i} on {prefix}: got {:?}, expected {expected:?}",
+                                res.body
+                            );
+                        }
+                        i += 1;
+                    }
+                }
+                eprintln!("rollout: {r:?}");
+                assert_eq!(r.requests, 1_000);
+                assert_eq!((r.failed, r.mismatched), (0, 0), "{r:?}");
+            }
+        }
     };
 }
 

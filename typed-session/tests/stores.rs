@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, SystemTime};
@@ -299,7 +300,7 @@ mod file {
     use typed_session::SessionKey;
     use typed_session::store::{FileStore, Record, SaveOutcome, SessionStore};
 
-    crate::store_suite!(contract, let dir = TempDir::new("file-suite"); FileStore::open(dir.path()).unwrap());
+    store_suite!(contract, let dir = TempDir::new("file-suite"); FileStore::open(dir.path()).unwrap());
 
     fn open(dir: &TempDir) -> FileStore {
         FileStore::open_with(dir.path(), 1 << 20, None).unwrap()

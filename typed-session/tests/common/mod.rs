@@ -147,55 +147,5 @@ fn dechunk(mut s: &str) -> String {
 
 pub mod harness;
 pub mod http_suite;
+#[macro_use]
 pub mod store_suite;
-
-/// Instantiates the HTTP lifecycle suite (`common/http_suite.rs`) for one
-/// backend: `http_suite!(memory, Stored::new(MemoryStore::new(), MemoryStore::len));`
-#[macro_export]
-macro_rules! http_suite {
-    ($backend:ident, $harness:expr) => {
-        mod $backend {
-            use super::*;
-            $crate::http_suite!(@tests $harness;
-                default_cookie_attributes,
-                configured_cookie_attributes,
-                reads_set_no_cookie_and_write_nothing,
-                cookieless_requests_create_nothing,
-                regenerate_changes_the_id_and_kills_the_old_one,
-                destroy_ends_the_session_for_good,
-                destroy_wins_over_a_request_in_flight,
-                idle_timeout_with_a_manual_clock,
-                absolute_timeout_with_a_manual_clock,
-                login_starts_a_new_absolute_lifetime_and_plain_regenerate_keeps_it,
-                rolling_and_remember_me_send_max_age,
-                concurrent_writes_to_different_fields_all_survive,
-                bad_cookies_get_a_fresh_session_and_no_panic,
-                flash_messages_across_requests,
-                reject_policy_answers_400,
-                signed_cookies_and_key_rotation,
-                logout_during_an_in_flight_regenerate_ends_it,
-                store_delete_during_an_in_flight_regenerate_ends_it,
-                slow_request_body_across_a_logout,
-                explicit_save_after_the_session_ended_resurrects_nothing,
-                shared_caches_never_store_a_session_cookie,
-                huge_remember_me_is_capped_not_a_panic,
-                oversized_sessions_are_refused_with_413,
-                host_prefix_is_the_default_with_secure,
-                concurrent_flash_messages_are_neither_lost_nor_repeated,
-                failed_requests_commit_nothing_half_done,
-                hostile_cookies_and_records_get_nothing,
-                attacker_chosen_ids_are_never_adopted,
-                a_thousand_concurrent_creates,
-                rolling_renewal_under_concurrent_requests,
-            );
-        }
-    };
-    (@tests $harness:expr; $($test:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                $crate::common::http_suite::$test($harness).await;
-            }
-        )*
-    };
-}
