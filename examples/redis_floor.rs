@@ -83,7 +83,7 @@ async fn login(
 ) -> Result<([(header::HeaderName, String); 1], &'static str), StatusCode> {
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = hex::encode(id);
     let session = Session {
         user_id: 42,
         cart: Vec::new(),

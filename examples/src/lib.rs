@@ -102,7 +102,7 @@ fn now_secs() -> u64 {
 /// A fresh random token (for CSRF), 128 bits as hex.
 fn new_token() -> String {
     let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn text_ok(text: &str) -> bool {
@@ -350,7 +350,7 @@ pub fn layer_from_env() -> Result<DemoConfig, String> {
     };
     if generated {
         let bytes: [u8; 32] = rand::random();
-        config.secrets = vec![bytes.iter().map(|b| format!("{b:02x}")).collect()];
+        config.secrets = vec![hex::encode(bytes)];
         warnings.push(
             "SESSION_SECRET is not set: using a random development secret; sessions end when the process stops"
                 .to_owned(),

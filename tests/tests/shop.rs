@@ -7,10 +7,6 @@
 
 #[path = "../../typed-session/tests/common/mod.rs"]
 mod common;
-#[path = "../../typed-session/tests/common/file.rs"]
-mod file_common;
-#[path = "../../typed-session/tests/common/redis.rs"]
-mod redis_common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,9 +39,9 @@ impl Backend {
     }
 
     fn redis() -> Self {
-        let store = RedisStore::new(&redis_common::node().url())
+        let store = RedisStore::new(&common::redis::node().url())
             .unwrap()
-            .with_prefix(redis_common::prefix());
+            .with_prefix(common::redis::prefix());
         Backend::Redis(store)
     }
 
@@ -983,7 +979,7 @@ fn the_demo_says_its_mode_and_never_prints_a_password() {
     });
     let started = rx
         .recv_timeout(std::time::Duration::from_secs(20))
-        .unwrap_or_default();
+        .expect("the demo's start-up line within 20 s");
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let all = format!("{started}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -1029,7 +1025,7 @@ async fn the_demo_starts_on_its_default_store_with_a_development_secret() {
         )
         .await;
     assert_eq!((status, body["code"].clone()), (200, json!(1000)));
-    let files = || file_common::record_files(&dir.path().join("sessions")).len();
+    let files = || common::file::record_files(&dir.path().join("sessions")).len();
     assert_eq!(files(), 1, "the session is a file of the default store");
     // Finding (issue 22, item 3): every cookie-less page view left a file
     // (1,000 requests, 1,000 files). Bounded by SESSION_FILE_CAPACITY, and

@@ -101,21 +101,15 @@ impl RawEnvelope<'_> {
 /// `HEX32:SINCE` as written by [`write_frame`].
 fn parse_subject(s: &str) -> Option<Subject> {
     let (hex, since) = s.split_once(':')?;
-    if hex.len() != 32 {
-        return None;
-    }
     let mut digest = [0u8; 16];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(hex, &mut digest).ok()?;
     Some(Subject {
         digest,
         since: since.parse().ok()?,
     })
 }
 
-/// An encoded record taken apart: what a backend with its own framing (the
-/// sealed cookie) keeps, without the JSON meta's keys.
+/// A JSON record taken apart: its version, meta and the fields' object.
 pub(crate) struct Parts<'a> {
     pub(crate) version: u32,
     pub(crate) meta: Meta,
@@ -221,9 +215,10 @@ pub(crate) fn write_frame(out: &mut Vec<u8>, version: u32, meta: &Meta) {
     }
     if let Some(subject) = &meta.subject {
         out.extend_from_slice(b",\"s\":\"");
-        for b in subject.digest {
-            let _ = write!(out, "{b:02x}");
-        }
+        let mut digits = [0u8; 32];
+        // 16 bytes fill 32 digits exactly: cannot fail.
+        let _ = hex::encode_to_slice(subject.digest, &mut digits);
+        out.extend_from_slice(&digits);
         let _ = write!(out, ":{}\"", subject.since);
     }
     out.extend_from_slice(b",\"d\":");

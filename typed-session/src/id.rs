@@ -133,12 +133,9 @@ impl SessionKey {
 impl SessionKey {
     /// The 64 lowercase hex digits of the key.
     pub(crate) fn hex(&self) -> [u8; 64] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
-        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0x0f)];
-        }
+        // 32 bytes fill 64 digits exactly: cannot fail.
+        let _ = hex::encode_to_slice(self.0, &mut out);
         out
     }
 }

@@ -228,7 +228,7 @@ mod tests {
     use super::*;
 
     fn key(s: &str) -> SigningKey {
-        SigningKey::new(s.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"))
+        SigningKey::new(s.as_bytes().to_vec()).unwrap()
     }
 
     #[test]

@@ -294,13 +294,8 @@ impl SubjectState {
                 let latest = f.next()?.parse().ok()?;
                 let deadline = f.next()?.parse().ok()?;
                 let ended = f.next()? == "e";
-                if hex.len() != 32 {
-                    return None;
-                }
                 let mut id = [0u8; 16];
-                for (i, byte) in id.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-                }
+                hex::decode_to_slice(hex, &mut id).ok()?;
                 Some(SealedCopy {
                     id,
                     latest,
@@ -320,9 +315,7 @@ impl SubjectState {
         };
         for c in &self.copies {
             out.push(';');
-            for b in c.id {
-                let _ = write!(out, "{b:02x}");
-            }
+            out.push_str(&hex::encode(c.id));
             let state = if c.ended { 'e' } else { 'l' };
             let _ = write!(out, ":{}:{}:{state}", c.latest, c.deadline);
         }

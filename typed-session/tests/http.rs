@@ -14,29 +14,20 @@ use typed_session::{SessionKey, SessionLayer, SessionSchema, StoreError, TypedSe
 
 http_suite!(memory, Stored::new(MemoryStore::new(), MemoryStore::len));
 #[cfg(feature = "file-store")]
-#[path = "common/file.rs"]
-mod file_common;
-#[cfg(feature = "file-store")]
-http_suite!(file, file_common::file_harness());
+http_suite!(file, common::file::file_harness());
 #[cfg(feature = "redis-store")]
-#[path = "common/redis.rs"]
-mod redis_common;
+http_suite!(redis, common::redis::node_harness());
 #[cfg(feature = "redis-store")]
-http_suite!(redis, redis_common::node_harness());
+http_suite!(redis_local_copy, common::redis::node_harness_with_copy());
 #[cfg(feature = "redis-store")]
-http_suite!(redis_local_copy, redis_common::node_harness_with_copy());
-#[cfg(feature = "redis-store")]
-http_suite!(redis_cluster, redis_common::cluster_harness());
+http_suite!(redis_cluster, common::redis::cluster_harness());
 #[cfg(feature = "redis-store")]
 http_suite!(
     redis_cluster_local_copy,
-    redis_common::cluster_harness_with_copy()
+    common::redis::cluster_harness_with_copy()
 );
 #[cfg(feature = "cookie-store")]
-#[path = "common/sealed.rs"]
-mod sealed_common;
-#[cfg(feature = "cookie-store")]
-http_suite!(cookie, sealed_common::SealedCookie);
+http_suite!(cookie, common::sealed::SealedCookie);
 
 #[derive(SessionSchema)]
 struct App {
@@ -188,7 +179,7 @@ async fn a_cookieless_flood_of_ten_times_capacity_logs_nobody_out() {
 #[cfg(feature = "file-store")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_file_store_directory_gives_503_then_recovers() {
-    let h = file_common::file_harness();
+    let h = common::file::file_harness();
     let dir = h.store.path().to_path_buf();
     let server = serve(app(SessionLayer::new(h.store.clone()).with_secure(false))).await;
     let cookie = http_post(server.addr, "/inc", None).await.cookie().unwrap();
@@ -251,7 +242,7 @@ fn make_read_only(dir: &std::path::Path, on: bool) {
 #[cfg(feature = "file-store")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_file_store_directory_gives_503_then_recovers() {
-    let h = file_common::file_harness();
+    let h = common::file::file_harness();
     let dir = h.store.path().to_path_buf();
     let server = serve(app(SessionLayer::new(h.store.clone()).with_secure(false))).await;
     let cookie = http_post(server.addr, "/inc", None).await.cookie().unwrap();
@@ -387,8 +378,8 @@ mod redis_only {
     use typed_session::{SessionLayer, SessionView, TypedSession};
 
     use super::common::http_suite::{Wide, bump, values};
+    use super::common::redis::{Server, prefix};
     use super::common::{http_get, http_post, serve};
-    use super::redis_common::{Server, prefix};
     use super::{App, app};
 
     /// Counts the commands clients send (not those scripts run inside

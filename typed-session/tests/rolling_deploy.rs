@@ -604,21 +604,12 @@ macro_rules! rolling_suite {
 
 rolling_suite!(memory, Stored::new(MemoryStore::new(), MemoryStore::len));
 #[cfg(feature = "file-store")]
-#[path = "common/file.rs"]
-mod file_common;
-#[cfg(feature = "file-store")]
-rolling_suite!(file, file_common::file_harness());
+rolling_suite!(file, common::file::file_harness());
 #[cfg(feature = "redis-store")]
-#[path = "common/redis.rs"]
-mod redis_common;
+rolling_suite!(redis, common::redis::node_harness());
 #[cfg(feature = "redis-store")]
-rolling_suite!(redis, redis_common::node_harness());
+rolling_suite!(redis_local_copy, common::redis::node_harness_with_copy());
 #[cfg(feature = "redis-store")]
-rolling_suite!(redis_local_copy, redis_common::node_harness_with_copy());
-#[cfg(feature = "redis-store")]
-rolling_suite!(redis_cluster, redis_common::cluster_harness());
+rolling_suite!(redis_cluster, common::redis::cluster_harness());
 #[cfg(feature = "cookie-store")]
-#[path = "common/sealed.rs"]
-mod sealed_common;
-#[cfg(feature = "cookie-store")]
-rolling_suite!(cookie, sealed_common::SealedCookie);
+rolling_suite!(cookie, common::sealed::SealedCookie);

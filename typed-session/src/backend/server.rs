@@ -404,8 +404,7 @@ mod tests {
     fn backend(signed: bool) -> ServerSide {
         let keys = match signed {
             true => vec![
-                SigningKey::new(b"a test secret of at least 32 bytes, random".to_vec())
-                    .unwrap_or_else(|e| panic!("{e}")),
+                SigningKey::new(b"a test secret of at least 32 bytes, random".to_vec()).unwrap(),
             ],
             false => vec![],
         };
@@ -504,10 +503,8 @@ mod tests {
 
     #[test]
     fn rotation_verifies_old_keys_and_signs_with_the_new_one() {
-        let old = SigningKey::new(b"the old secret, at least 32 bytes long".to_vec())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let new = SigningKey::new(b"the new secret, at least 32 bytes long".to_vec())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let old = SigningKey::new(b"the old secret, at least 32 bytes long".to_vec()).unwrap();
+        let new = SigningKey::new(b"the new secret, at least 32 bytes long".to_vec()).unwrap();
         let before =
             BackendConfig::server(MemoryStore::new()).build_server(std::slice::from_ref(&old));
         let after = BackendConfig::server(MemoryStore::new()).build_server(&[new, old]);

@@ -112,7 +112,7 @@ pub fn session_key(cookie_value: &str) -> SessionKey {
     let value = cookie_value
         .split_once('=')
         .map_or(cookie_value, |(_, v)| v);
-    let id_part = value.split('.').next().unwrap_or_default();
+    let id_part = value.split('.').next().expect("one part at least");
     SessionId::from_cookie_value(id_part).expect("an id").key()
 }
 

@@ -57,9 +57,13 @@ impl Response {
 
     /// The `name=value` pair of the first `Set-Cookie`, for sending back.
     pub fn cookie(&self) -> Option<String> {
-        self.set_cookies()
-            .first()
-            .map(|c| c.split(';').next().unwrap_or_default().trim().to_owned())
+        self.set_cookies().first().map(|c| {
+            c.split(';')
+                .next()
+                .expect("one part at least")
+                .trim()
+                .to_owned()
+        })
     }
 
     /// `true` when the response removes the cookie.
@@ -145,7 +149,13 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+#[cfg(feature = "file-store")]
+pub mod file;
 pub mod harness;
 pub mod http_suite;
+#[cfg(feature = "redis-store")]
+pub mod redis;
+#[cfg(feature = "cookie-store")]
+pub mod sealed;
 #[macro_use]
 pub mod store_suite;

@@ -98,7 +98,7 @@ impl Server {
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        let info = command(self.port, "INFO server").unwrap_or_default();
+        let info = command(self.port, "INFO server").expect("INFO server");
         info.lines()
             .find_map(|l| l.strip_prefix("process_id:"))
             .and_then(|p| p.trim().parse().ok())
@@ -128,7 +128,7 @@ impl Server {
 
     /// A command count from `INFO commandstats` (`get`, `set`, `evalsha`...).
     pub fn calls(&self, command_name: &str) -> u64 {
-        let info = command(self.port, "INFO commandstats").unwrap_or_default();
+        let info = command(self.port, "INFO commandstats").expect("INFO commandstats");
         info.lines()
             .find_map(|l| l.strip_prefix(&format!("cmdstat_{command_name}:calls=")))
             .and_then(|rest| rest.split(',').next())
@@ -210,7 +210,7 @@ fn count_keys(ports: &[u16], prefix: &str) -> usize {
     ports
         .iter()
         .map(|p| {
-            let reply = command(*p, &format!("KEYS {prefix}*")).unwrap_or_default();
+            let reply = command(*p, &format!("KEYS {prefix}*")).expect("KEYS");
             // `*N` header of the array reply.
             reply
                 .lines()

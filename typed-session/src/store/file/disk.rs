@@ -92,7 +92,7 @@ pub(super) fn tmp_name(what: &str) -> String {
 pub(super) fn random_suffix() -> String {
     let mut bytes = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Whether a temporary file named `name` is old enough to be a crash's.
