@@ -55,26 +55,95 @@ impl Response {
             .collect()
     }
 
+    /// Every `Set-Cookie`, parsed.
+    pub fn cookies(&self) -> Vec<cookie::Cookie<'static>> {
+        self.set_cookies()
+            .into_iter()
+            .map(|c| cookie::Cookie::parse(c.to_owned()).expect("a well-formed Set-Cookie"))
+            .collect()
+    }
+
     /// The `name=value` pair of the first `Set-Cookie`, for sending back.
     pub fn cookie(&self) -> Option<String> {
-        self.set_cookies().first().map(|c| {
-            c.split(';')
-                .next()
-                .expect("one part at least")
-                .trim()
-                .to_owned()
-        })
+        self.cookies()
+            .first()
+            .map(|c| format!("{}={}", c.name(), c.value()))
     }
 
     /// `true` when the response removes the cookie.
     pub fn removes_cookie(&self) -> bool {
-        self.set_cookies().iter().any(|c| c.contains("Max-Age=0"))
+        self.cookies()
+            .iter()
+            .any(|c| c.max_age() == Some(cookie::time::Duration::ZERO))
     }
 }
 
-/// Sends one request on a new connection. `cookie_headers` are sent as
-/// separate `Cookie:` lines.
+/// Sends one request on a new connection, through hyper's HTTP/1.1
+/// client over a real socket. `cookie_headers` are sent as separate
+/// `Cookie:` lines; one that is not a valid header value (a NUL, a
+/// newline: what only an attacker sends) goes out as raw bytes instead,
+/// since hyper refuses to send it.
 pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie_headers: &[&str],
+) -> Response {
+    let values: Option<Vec<http::HeaderValue>> = cookie_headers
+        .iter()
+        .map(|c| http::HeaderValue::from_bytes(c.as_bytes()).ok())
+        .collect();
+    let Some(values) = values else {
+        return raw_request(addr, method, path, cookie_headers).await;
+    };
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, "127.0.0.1");
+    for value in values {
+        req = req.header(http::header::COOKIE, value);
+    }
+    let req = req
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("a valid request");
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("HTTP/1.1 handshake");
+        let driver = tokio::spawn(conn);
+        let res = sender.send_request(req).await.expect("a response");
+        let (parts, body) = res.into_parts();
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .expect("the whole body")
+            .to_bytes();
+        driver.abort();
+        (parts, body)
+    };
+    let (parts, body) = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("response within 10 s");
+    Response {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Sends a request written byte by byte (for headers no client library
+/// would send), and parses the response with `httparse`, hyper's parser.
+async fn raw_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -107,27 +176,34 @@ pub async fn http_post(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Re
     request(addr, "POST", path, cookie.as_slice()).await
 }
 
+/// A whole HTTP/1.1 response as read from a socket: the head parsed by
+/// `httparse`, a chunked body decoded.
 pub fn parse(raw: &[u8]) -> Response {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("complete response head");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+    let mut header_slots = [httparse::EMPTY_HEADER; 64];
+    let mut head = httparse::Response::new(&mut header_slots);
+    let body_at = match head.parse(raw).expect("a valid response head") {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => panic!("incomplete response head"),
+    };
+    let status = head.code.expect("status code");
+    let headers: Vec<(String, String)> = head
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            )
+        })
         .collect();
+    let body = String::from_utf8_lossy(&raw[body_at..]);
     let chunked = headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked {
-        dechunk(body)
+        dechunk(&body)
     } else {
-        body.to_owned()
+        body.into_owned()
     };
     Response {
         status,
