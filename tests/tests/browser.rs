@@ -112,7 +112,8 @@ async fn expect_text(client: &fantoccini::Client, css: &str, expected: &str) {
 async fn shop_in_headless_chromium() {
     let server = common::serve(shop_app(demo_layer(MemoryStore::new()), App::default())).await;
     let driver = start_driver().await;
-    let profile = std::env::temp_dir().join(format!("typed-session-chromium-{}", driver.port));
+    let profile_dir = tempfile::tempdir().unwrap();
+    let profile = profile_dir.path().to_owned();
 
     let mut caps = serde_json::Map::new();
     caps.insert(

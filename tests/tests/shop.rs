@@ -876,6 +876,7 @@ fn shop_binary() -> std::path::PathBuf {
 
 #[test]
 fn bad_configuration_stops_start_up_naming_the_variable() {
+    let tmp = tempfile::tempdir().unwrap();
     for (name, value) in [
         ("SESSION_SAME_SITE", "sideways"),
         ("SESSION_DRIVER", "postgres"),
@@ -884,10 +885,7 @@ fn bad_configuration_stops_start_up_naming_the_variable() {
     ] {
         let out = std::process::Command::new(shop_binary())
             .env(name, value)
-            .env(
-                "SESSION_FILE_PATH",
-                std::env::temp_dir().join("typed-session-shop-config"),
-            )
+            .env("SESSION_FILE_PATH", tmp.path().join("sessions"))
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{name}");
@@ -911,7 +909,8 @@ fn bad_configuration_stops_start_up_naming_the_variable() {
 /// secure deployment without a secret does not start.
 #[test]
 fn the_demo_says_its_mode_and_never_prints_a_password() {
-    let dir = std::env::temp_dir().join("typed-session-shop-mode");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sessions");
     let out = std::process::Command::new(shop_binary())
         .env("SESSION_SECURE", "true")
         .env_remove("SESSION_SECRET")

@@ -252,7 +252,8 @@ async fn revocation_works_the_same_over_a_server_side_store() {
 #[cfg(feature = "file-store")]
 #[tokio::test]
 async fn revocation_fails_closed_when_its_store_is_down() {
-    let dir = std::env::temp_dir().join(format!("typed-session-revoke-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("revocations");
     let store = typed_session::store::FileStore::open(&dir).unwrap();
     let list = RevocationList::new(store);
     let server = serve(routes().layer(layer().with_revocation(list))).await;

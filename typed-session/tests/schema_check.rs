@@ -15,14 +15,13 @@ use typed_session::schema::{Drift, DriftKind, Outcome, RecordMode, ShapeCheck};
 use typed_session::serde_json::{Value, json};
 use typed_session::{MigrationError, SessionSchema};
 
-/// A fresh folder of recorded shapes for one test.
+/// A fresh folder of recorded shapes for one test (inside a temporary
+/// directory that lives as long as the process: the suites read it back).
 fn dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "typed-session-schema-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .join(test)
 }
 
 fn record<S: SessionSchema>(dir: &PathBuf) {

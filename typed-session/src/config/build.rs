@@ -1,10 +1,9 @@
 //! From settings to a backend: the one place that builds the store a
-//! [`StoreConfig`] names, checks that it can start, and says which setting
+//! [`StoreConfig`](super::StoreConfig) names, checks that it can start, and
+//! says which setting
 //! is at fault when it cannot.
 
-use std::time::Duration;
-
-use super::{SessionConfig, StoreConfig};
+use super::SessionConfig;
 use crate::backend::BackendConfig;
 use crate::error::{ConfigError, StoreError, error_chain};
 
@@ -14,15 +13,15 @@ impl SessionConfig {
     pub(crate) fn backend(&self) -> Result<BackendConfig, ConfigError> {
         match &self.store {
             #[cfg(feature = "memory-store")]
-            StoreConfig::Memory(m) => Ok(BackendConfig::server(
+            super::StoreConfig::Memory(m) => Ok(BackendConfig::server(
                 crate::store::MemoryStore::with_capacity(m.capacity).with_max_bytes(m.max_bytes),
             )),
             #[cfg(feature = "file-store")]
-            StoreConfig::File(f) => {
+            super::StoreConfig::File(f) => {
                 let store = crate::store::FileStore::open_with(
                     &f.path,
                     f.max_record_bytes,
-                    Some(Duration::from_secs(f.sweep_interval_secs.max(1))),
+                    Some(std::time::Duration::from_secs(f.sweep_interval_secs.max(1))),
                 )
                 .map_err(|e| {
                     let path = f.path.display();
@@ -41,7 +40,7 @@ impl SessionConfig {
                 Ok(BackendConfig::server(store))
             }
             #[cfg(feature = "redis-store")]
-            StoreConfig::Redis(r) => {
+            super::StoreConfig::Redis(r) => {
                 let url = r.redacted_url();
                 let named = |e: StoreError| {
                     self.named(
@@ -57,8 +56,12 @@ impl SessionConfig {
                 }
                 .map_err(named)?
                 .with_prefix(r.prefix.clone())
-                .with_connect_timeout(Duration::from_millis(r.connect_timeout_ms.max(1)))
-                .with_command_timeout(Duration::from_millis(r.command_timeout_ms.max(1)))
+                .with_connect_timeout(std::time::Duration::from_millis(
+                    r.connect_timeout_ms.max(1),
+                ))
+                .with_command_timeout(std::time::Duration::from_millis(
+                    r.command_timeout_ms.max(1),
+                ))
                 .with_local_cache(r.local_cache);
                 if let Some(path) = &r.root_certificate_file {
                     store = store.with_root_certificate_file(path).map_err(|e| {
@@ -75,7 +78,7 @@ impl SessionConfig {
                 Ok(BackendConfig::server(store))
             }
             #[cfg(feature = "cookie-store")]
-            StoreConfig::Cookie(c) => {
+            super::StoreConfig::Cookie(c) => {
                 if self.signing_keys()?.is_empty() {
                     return Err(ConfigError::SecretRequired("cookie"));
                 }

@@ -70,40 +70,21 @@ impl<T: SessionStore + Clone> Stored<T> {
 
 /// A directory under the system's temporary directory, removed when dropped.
 #[derive(Debug)]
-pub struct TempDir(pub std::path::PathBuf);
+/// A temporary directory (`tempfile`), removed when dropped; `tag` names
+/// what it is for.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let mut bytes = [0u8; 8];
-        for b in &mut bytes {
-            *b = rand_byte();
-        }
-        let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let path =
-            std::env::temp_dir().join(format!("typed-session-{tag}-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("typed-session-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(dir)
     }
 
     pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-fn rand_byte() -> u8 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish() as u8
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 

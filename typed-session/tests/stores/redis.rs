@@ -581,8 +581,8 @@ async fn redis_over_tls() {
     use std::process::{Command, Stdio};
     use typed_session::store::RedisStore;
 
-    let dir = std::env::temp_dir().join(format!("typed-session-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
     let openssl = |args: &[&str]| {
         let ok = Command::new("openssl")
             .args(args)
