@@ -1,7 +1,6 @@
 //! From settings to a backend: the one place that builds the store a
 //! [`StoreConfig`](super::StoreConfig) names, checks that it can start, and
-//! says which setting
-//! is at fault when it cannot.
+//! says which setting is at fault when it cannot.
 
 use super::SessionConfig;
 use crate::backend::BackendConfig;
