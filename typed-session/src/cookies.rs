@@ -47,6 +47,9 @@ pub(crate) struct CookieSettings {
     /// The name as sent: `name`, or `__Host-name` with the prefix; kept in
     /// step by [`CookieSettings::refresh`] so requests do not rebuild it.
     full_name: String,
+    /// The attributes every `Set-Cookie` carries (`; Path=/; Secure; ...`),
+    /// kept in step the same way.
+    attributes: String,
 }
 
 /// What the request's cookie header holds for us.
@@ -90,6 +93,7 @@ impl CookieSettings {
             domain: None,
             max_age: None,
             full_name: String::new(),
+            attributes: String::new(),
         };
         settings.refresh();
         settings
@@ -103,11 +107,30 @@ impl CookieSettings {
 
     /// Recomputes the derived name after a change.
     pub(crate) fn refresh(&mut self) {
-        self.full_name = if self.host_prefixed() {
+        let prefixed = self.host_prefixed();
+        self.full_name = if prefixed {
             format!("__Host-{}", self.name)
         } else {
             self.name.clone()
         };
+        let mut attributes = String::from("; Path=");
+        attributes.push_str(if prefixed { "/" } else { &self.path });
+        if let (Some(domain), false) = (&self.domain, prefixed) {
+            attributes.push_str("; Domain=");
+            attributes.push_str(domain);
+        }
+        if self.http_only {
+            attributes.push_str("; HttpOnly");
+        }
+        if self.secure || prefixed {
+            attributes.push_str("; Secure");
+        }
+        attributes.push_str(match self.same_site {
+            SameSite::Lax => "; SameSite=Lax",
+            SameSite::Strict => "; SameSite=Strict",
+            SameSite::None => "; SameSite=None",
+        });
+        self.attributes = attributes;
     }
 
     /// The name as sent.
@@ -182,35 +205,28 @@ impl CookieSettings {
         }
     }
 
-    /// The `Set-Cookie` header for `out`.
+    /// The `Set-Cookie` header for `out`, written straight into one buffer
+    /// (the attributes were assembled once, by `refresh`).
     pub(crate) fn header(&self, out: CookieOut) -> Option<HeaderValue> {
-        let prefixed = self.host_prefixed();
-        let (value, max_age) = match out {
-            CookieOut::Set { value, max_age } => (value, max_age),
-            CookieOut::Remove => (String::new(), None),
+        let (value, max_age) = match &out {
+            CookieOut::Set { value, max_age } => (value.as_str(), *max_age),
+            CookieOut::Remove => ("", None),
         };
-        let removal = value.is_empty();
-        let mut builder = cookie::Cookie::build((self.full_name.clone(), value))
-            .path(if prefixed { "/" } else { self.path.as_str() }.to_owned())
-            .http_only(self.http_only)
-            .secure(self.secure || prefixed)
-            .same_site(match self.same_site {
-                SameSite::Lax => cookie::SameSite::Lax,
-                SameSite::Strict => cookie::SameSite::Strict,
-                SameSite::None => cookie::SameSite::None,
-            });
-        if let (Some(domain), false) = (&self.domain, prefixed) {
-            builder = builder.domain(domain.clone());
-        }
-        if removal {
-            builder = builder
-                .max_age(cookie::time::Duration::ZERO)
-                .expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        let mut header = String::with_capacity(
+            self.full_name.len() + 1 + value.len() + self.attributes.len() + 48,
+        );
+        header.push_str(&self.full_name);
+        header.push('=');
+        header.push_str(value);
+        header.push_str(&self.attributes);
+        if value.is_empty() {
+            header.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
         } else if let Some(age) = max_age {
-            let secs = clamp_cookie_lifetime(age).as_secs();
-            builder = builder.max_age(cookie::time::Duration::seconds(secs as i64));
+            use std::fmt::Write as _;
+            // Writing into a String cannot fail.
+            let _ = write!(header, "; Max-Age={}", clamp_cookie_lifetime(age).as_secs());
         }
-        match HeaderValue::from_str(&builder.build().to_string()) {
+        match HeaderValue::from_maybe_shared(bytes::Bytes::from(header)) {
             Ok(v) => Some(v),
             Err(_) => {
                 tracing::error!("session cookie settings produce an invalid header");
@@ -323,5 +339,74 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(text.contains("Max-Age=34560000"), "{text}");
+    }
+
+    /// The hand-assembled header reads back, through the cookie crate's
+    /// parser, as exactly the settings that made it.
+    #[test]
+    fn headers_parse_back_as_their_settings() {
+        for (secure, http_only, domain, path, same_site, max_age) in [
+            (true, true, None, "/", SameSite::Lax, None),
+            (
+                false,
+                false,
+                Some("example.test"),
+                "/app",
+                SameSite::Strict,
+                Some(3600),
+            ),
+            (
+                true,
+                true,
+                Some("example.test"),
+                "/",
+                SameSite::None,
+                Some(60),
+            ),
+        ] {
+            let mut s = CookieSettings::new("session".into());
+            s.secure = secure;
+            s.http_only = http_only;
+            s.domain = domain.map(str::to_owned);
+            s.path = path.to_owned();
+            s.same_site = same_site;
+            s.refresh();
+            let out = CookieOut::Set {
+                value: "abc.DEF-_".into(),
+                max_age: max_age.map(Duration::from_secs),
+            };
+            let text = s.header(out).unwrap().to_str().unwrap().to_owned();
+            let c = cookie::Cookie::parse(text.clone()).unwrap();
+            assert_eq!(c.name(), s.full_name(), "{text}");
+            assert_eq!(c.value(), "abc.DEF-_", "{text}");
+            assert_eq!(c.secure(), secure.then_some(true), "{text}");
+            assert_eq!(c.http_only(), http_only.then_some(true), "{text}");
+            assert_eq!(c.domain(), domain, "{text}");
+            assert_eq!(c.path(), Some(path), "{text}");
+            let want = match same_site {
+                SameSite::Lax => cookie::SameSite::Lax,
+                SameSite::Strict => cookie::SameSite::Strict,
+                SameSite::None => cookie::SameSite::None,
+            };
+            assert_eq!(c.same_site(), Some(want), "{text}");
+            assert_eq!(
+                c.max_age(),
+                max_age.map(|m| cookie::time::Duration::seconds(m as i64)),
+                "{text}"
+            );
+            let removal = s
+                .header(CookieOut::Remove)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let c = cookie::Cookie::parse(removal.clone()).unwrap();
+            assert_eq!(c.value(), "", "{removal}");
+            assert_eq!(c.max_age(), Some(cookie::time::Duration::ZERO), "{removal}");
+            assert!(
+                c.expires_datetime()
+                    .is_some_and(|t| t.unix_timestamp() == 0)
+            );
+        }
     }
 }

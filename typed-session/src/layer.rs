@@ -175,12 +175,11 @@ impl SessionLayer {
     /// assert_eq!(err.setting(), Some("secrets"));
     /// ```
     pub fn from_config(config: &SessionConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
+        let keys = config.checked()?;
         for warning in config.warnings() {
             tracing::warn!("session configuration: {warning}");
         }
         let backend = config.backend()?;
-        let keys = config.signing_keys()?;
         Ok(SessionLayer::build(backend, config, keys))
     }
 
@@ -191,8 +190,7 @@ impl SessionLayer {
         store: impl SessionStore,
     ) -> Result<Self, ConfigError> {
         // Rejects, among the rest, every secret under 32 bytes.
-        config.validate()?;
-        let keys = config.signing_keys()?;
+        let keys = config.checked()?;
         Ok(SessionLayer::build(
             BackendConfig::server(store),
             config,

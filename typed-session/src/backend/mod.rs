@@ -183,7 +183,9 @@ impl Backend {
 
     // The dispatchers below return the backend's own future (or the sealed
     // backend's result) rather than awaiting it in a future of their own:
-    // one state machine less on every request.
+    // one state machine less on every request. The server backend's write
+    // futures are boxed: they are the largest, and inline they would grow
+    // every request's commit future; cookie mode's results need no box.
 
     /// Finds the session a request's cookie names.
     pub(crate) fn load<'a>(
@@ -216,7 +218,7 @@ impl Backend {
         payload: Payload,
     ) -> Dispatch<impl Future<Output = Result<Stored, Error>> + Send + '_> {
         match self {
-            Backend::Server(b) => pending(b.create(payload)),
+            Backend::Server(b) => pending(Box::pin(b.create(payload))),
             #[cfg(feature = "cookie-store")]
             Backend::Sealed(b) => done(b.create(&payload)),
         }
@@ -230,7 +232,7 @@ impl Backend {
         merge: Merge<'a>,
     ) -> Dispatch<impl Future<Output = Result<Written, Error>> + Send + 'a> {
         match self {
-            Backend::Server(b) => pending(b.save(stored, payload, merge)),
+            Backend::Server(b) => pending(Box::pin(b.save(stored, payload, merge))),
             #[cfg(feature = "cookie-store")]
             Backend::Sealed(b) => done(b.save(stored, &payload)),
         }
@@ -245,7 +247,7 @@ impl Backend {
         merge: Merge<'a>,
     ) -> Dispatch<impl Future<Output = Result<Written, Error>> + Send + 'a> {
         match self {
-            Backend::Server(b) => pending(b.regenerate(stored, payload, merge)),
+            Backend::Server(b) => pending(Box::pin(b.regenerate(stored, payload, merge))),
             #[cfg(feature = "cookie-store")]
             Backend::Sealed(b) => done(b.regenerate(&payload)),
         }
@@ -257,7 +259,7 @@ impl Backend {
         stored: &'a Stored,
     ) -> Dispatch<impl Future<Output = Result<(), Error>> + Send + 'a> {
         match self {
-            Backend::Server(b) => pending(b.destroy(stored)),
+            Backend::Server(b) => pending(Box::pin(b.destroy(stored))),
             #[cfg(feature = "cookie-store")]
             // The response removes the cookie; nothing else holds the session.
             Backend::Sealed(_) => done(Ok(())),

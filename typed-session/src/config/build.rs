@@ -8,7 +8,7 @@ use crate::error::{ConfigError, StoreError, error_chain};
 
 impl SessionConfig {
     /// The backend of the configured store, built and (unless
-    /// `lazy_store`) checked.
+    /// `lazy_store`) checked; the settings must have passed `checked`.
     pub(crate) fn backend(&self) -> Result<BackendConfig, ConfigError> {
         match &self.store {
             #[cfg(feature = "memory-store")]
@@ -77,14 +77,10 @@ impl SessionConfig {
                 Ok(BackendConfig::server(store))
             }
             #[cfg(feature = "cookie-store")]
-            super::StoreConfig::Cookie(c) => {
-                if self.signing_keys()?.is_empty() {
-                    return Err(ConfigError::SecretRequired("cookie"));
-                }
-                Ok(BackendConfig::Sealed {
-                    compress: c.compress,
-                })
-            }
+            super::StoreConfig::Cookie(c) => Ok(BackendConfig::Sealed {
+                // `checked` has made sure there is a secret to seal with.
+                compress: c.compress,
+            }),
             // Reached only when some backend is not compiled in.
             #[allow(unreachable_patterns)]
             other => Err(ConfigError::DriverUnavailable(

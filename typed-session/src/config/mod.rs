@@ -453,7 +453,13 @@ impl SessionConfig {
     /// ([`ConfigError::setting`]): the environment variable when the
     /// configuration came from [`from_env`](Self::from_env), else the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.signing_keys()?;
+        self.checked().map(drop)
+    }
+
+    /// [`validate`](Self::validate), giving the keys derived on the way:
+    /// what building a layer needs, checked once.
+    pub(crate) fn checked(&self) -> Result<Vec<SigningKey>, ConfigError> {
+        let keys = self.signing_keys()?;
         self.cookie_settings().validate().map_err(|e| {
             let (field, var) = match &e {
                 ConfigError::InvalidCookieName(_) => ("cookie_name", "SESSION_COOKIE_NAME"),
@@ -499,7 +505,8 @@ impl SessionConfig {
         }
         self.store
             .check_available()
-            .map_err(|e| self.named("store.driver", "SESSION_DRIVER", e))
+            .map_err(|e| self.named("store.driver", "SESSION_DRIVER", e))?;
+        Ok(keys)
     }
 
     /// What [`from_env`](Self::from_env) found odd but not wrong: variables

@@ -411,12 +411,12 @@ impl<S: SessionSchema> Core<S> {
         match op {
             Op::Nothing => Ok(()),
             Op::Create(payload, meta) => {
-                let stored = Box::pin(rt.backend.create(payload)).await?;
+                let stored = rt.backend.create(payload).await?;
                 self.adopt(stored, meta);
                 Ok(())
             }
             Op::Save(stored, payload, meta) => {
-                match Box::pin(rt.backend.save(&stored, payload, merge)).await? {
+                match rt.backend.save(&stored, payload, merge).await? {
                     Written::Done(stored) => {
                         let mut st = self.lock();
                         st.stored = Some(stored);
@@ -451,10 +451,7 @@ impl<S: SessionSchema> Core<S> {
                 Ok(())
             }
             Op::Regenerate(stored, payload, meta) => {
-                // Boxed: logins and logouts are rare next to reads and
-                // writes, and their futures are the largest; inline they
-                // would grow every request's commit future.
-                match Box::pin(rt.backend.regenerate(&stored, payload, merge)).await? {
+                match rt.backend.regenerate(&stored, payload, merge).await? {
                     Written::Done(stored) => {
                         self.adopt(stored, meta);
                         Ok(())
@@ -463,14 +460,14 @@ impl<S: SessionSchema> Core<S> {
                 }
             }
             Op::Destroy(stored, after) => {
-                Box::pin(rt.backend.destroy(&stored)).await?;
+                rt.backend.destroy(&stored).await?;
                 {
                     let mut st = self.lock();
                     st.stored = None;
                     st.cookie = CookieChange::Remove;
                 }
                 if let Some((payload, meta)) = after {
-                    let stored = Box::pin(rt.backend.create(payload)).await?;
+                    let stored = rt.backend.create(payload).await?;
                     self.adopt(stored, meta);
                 }
                 Ok(())

@@ -2,10 +2,14 @@
 //! cookie with XChaCha20-Poly1305; nothing is kept on the server.
 //!
 //! The cookie value is unpadded base64url of
-//! `FORMAT (1) | key id (1) | nonce (24) | ciphertext | tag (16)`, sealed
+//! `FORMAT (1) | key id (1) | nonce (16) | ciphertext | tag (16)`, sealed
 //! under the key ring's sealing key with the associated data
 //! `"typed-session sealed" | FORMAT | cookie name`, so a value moved to
 //! another cookie name, another app's secret or another format does not open.
+//! The nonce is 128 random bits, extended with zeros to XChaCha20's 192: two
+//! seals under one key share a nonce with a chance of about q²/2¹²⁹ after q
+//! seals (below 2⁻⁴⁹ after a trillion), where AES-GCM's 96 random bits
+//! allow 2³² seals per key; the 8 bytes left out keep the cookie short.
 //!
 //! The plaintext (format 2) is as small as the record allows: integers are
 //! LEB128 varints, and times other than the deadline are differences.
@@ -30,8 +34,6 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 
 use super::seam::{Body, Found, Loaded, Payload, Stored, Written, cookie_value};
 use crate::cookies::CookieIn;
@@ -40,9 +42,10 @@ use crate::frame::Meta;
 
 use self::format::{Fields, parse, parse_format_1, put_delta, put_varint};
 use crate::id::SessionId;
-use crate::keys::{KeyRing, RingKey};
+use crate::keys::KeyRing;
 
 /// The sealed format written, first byte of every value.
+mod aead;
 mod format;
 #[cfg(test)]
 mod tests;
@@ -50,10 +53,13 @@ mod tests;
 const FORMAT: u8 = 2;
 /// The first format: still opened.
 const FORMAT_1: u8 = 1;
-const NONCE_BYTES: usize = 24;
-const TAG_BYTES: usize = 16;
+/// Random nonce bytes in the value; XChaCha20's other 8 are zeros.
+const NONCE_BYTES: usize = 16;
+use self::aead::TAG_BYTES;
 /// Format byte, key id, nonce.
 const PREFIX_BYTES: usize = 2 + NONCE_BYTES;
+/// Format 1's nonce was all 24 bytes.
+const FORMAT_1_PREFIX_BYTES: usize = 2 + 24;
 /// The shortest plaintext of format 2: flags, five one-byte varints, `{}`.
 const MIN_PLAIN: usize = 1 + 5 + 2;
 const FLAG_DEFLATED: u8 = 1;
@@ -146,10 +152,6 @@ impl SealedCookie {
         &self.keys
     }
 
-    fn cipher(key: &RingKey) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&Key::from(key.key))
-    }
-
     /// Seals a record under the current key.
     pub(crate) fn seal(&self, id: &SessionId, payload: &Payload) -> Result<String, Error> {
         let Some(key) = self.keys.current() else {
@@ -184,6 +186,7 @@ impl SealedCookie {
         let mut nonce = [0u8; NONCE_BYTES];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
         buf.extend_from_slice(&nonce);
+        let nonce = full_nonce(&nonce);
         buf.push(flags);
         put_varint(&mut buf, payload.expires_at);
         put_delta(&mut buf, meta.created, payload.expires_at);
@@ -206,17 +209,13 @@ impl SealedCookie {
                 limit: COOKIE_BUDGET,
             });
         }
-        let tag = Self::cipher(key)
-            .encrypt_inout_detached(
-                &XNonce::from(nonce),
-                &self.aad[1],
-                (&mut buf[PREFIX_BYTES..]).into(),
-            )
-            .map_err(|_| {
+        let tag = aead::seal(&key.key, &nonce, &self.aad[1], &mut buf[PREFIX_BYTES..]).ok_or_else(
+            || {
                 Error::Store(StoreError::new(std::io::Error::other(
                     "sealing the session failed",
                 )))
-            })?;
+            },
+        )?;
         buf.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(&buf))
     }
@@ -239,21 +238,40 @@ impl SealedCookie {
             FORMAT => &self.aad[1],
             _ => return Err(Refused::UnknownFormat),
         };
-        let nonce = XNonce::try_from(&raw[2..PREFIX_BYTES]).map_err(|_| Refused::Truncated)?;
+        let (nonce, prefix) = match raw[0] {
+            FORMAT_1 => {
+                let mut nonce = [0u8; 24];
+                nonce.copy_from_slice(
+                    raw.get(2..FORMAT_1_PREFIX_BYTES)
+                        .ok_or(Refused::Truncated)?,
+                );
+                (nonce, FORMAT_1_PREFIX_BYTES)
+            }
+            _ => {
+                let mut random = [0u8; NONCE_BYTES];
+                random.copy_from_slice(&raw[2..PREFIX_BYTES]);
+                (full_nonce(&random), PREFIX_BYTES)
+            }
+        };
+        if raw.len() < prefix + MIN_PLAIN + TAG_BYTES {
+            return Err(Refused::Truncated);
+        }
         let tag_at = raw.len() - TAG_BYTES;
-        let tag = Tag::try_from(&raw[tag_at..]).map_err(|_| Refused::Truncated)?;
-        let mut opened_with = None;
-        let mut candidates = self.keys.candidates(raw[1]).peekable();
-        if candidates.peek().is_none() {
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&raw[tag_at..]);
+        let candidates = self.keys.candidates(raw[1]).count();
+        if candidates == 0 {
             return Err(Refused::UnknownKey);
         }
-        // In place: the tag is checked before anything is decrypted, so a
-        // failed attempt leaves the bytes as they were for the next key.
-        for (position, key) in candidates {
-            if Self::cipher(key)
-                .decrypt_inout_detached(&nonce, aad, (&mut raw[PREFIX_BYTES..tag_at]).into(), &tag)
-                .is_ok()
-            {
+        // A failed attempt leaves the bytes scrambled: with more than one
+        // candidate (two secrets whose key ids collide), each tries a copy.
+        let sealed = (candidates > 1).then(|| raw[prefix..tag_at].to_vec());
+        let mut opened_with = None;
+        for (position, key) in self.keys.candidates(raw[1]) {
+            if let Some(sealed) = &sealed {
+                raw[prefix..tag_at].copy_from_slice(sealed);
+            }
+            if aead::open(&key.key, &nonce, aad, &mut raw[prefix..tag_at], &tag) {
                 opened_with = Some(position);
                 break;
             }
@@ -261,7 +279,7 @@ impl SealedCookie {
         let Some(position) = opened_with else {
             return Err(Refused::Forged);
         };
-        let plain = &raw[PREFIX_BYTES..tag_at];
+        let plain = &raw[prefix..tag_at];
         let (parsed, fields) = match raw[0] {
             FORMAT_1 => parse_format_1(plain),
             _ => parse(plain),
@@ -272,7 +290,7 @@ impl SealedCookie {
             Fields::Tail(at) => {
                 // The tail of the plaintext: moved to the front of the
                 // buffer it is in, not copied into another.
-                let start = PREFIX_BYTES + at;
+                let start = prefix + at;
                 raw.copy_within(start..tag_at, 0);
                 raw.truncate(tag_at - start);
                 raw
@@ -350,6 +368,13 @@ impl SealedCookie {
     pub(crate) fn cookie_value(&self, stored: &Stored) -> String {
         stored.sealed.as_deref().unwrap_or_default().to_owned()
     }
+}
+
+/// XChaCha20's 192-bit nonce from the value's 128 random bits.
+fn full_nonce(random: &[u8; NONCE_BYTES]) -> [u8; 24] {
+    let mut nonce = [0u8; 24];
+    nonce[..NONCE_BYTES].copy_from_slice(random);
+    nonce
 }
 
 /// Unpadded base64 length of `n` bytes.

@@ -66,18 +66,20 @@ fn seal_format_1(b: &SealedCookie, id: &SessionId, p: &Payload, deflate: bool) -
         body = miniz_oxide::deflate::compress_to_vec(&body, 6);
     }
     let key = b.keys.current().unwrap();
-    let nonce = [7u8; NONCE_BYTES];
+    let nonce = [7u8; 24];
     let mut buf = vec![FORMAT_1, key.id];
     buf.extend_from_slice(&nonce);
     buf.push(u8::from(deflate));
     buf.extend_from_slice(&p.expires_at.to_be_bytes());
     buf.extend_from_slice(id.as_bytes());
     buf.extend_from_slice(&body);
-    let tag = SealedCookie::cipher(key)
+    use chacha20poly1305::KeyInit as _;
+    use chacha20poly1305::aead::AeadInOut as _;
+    let tag = chacha20poly1305::XChaCha20Poly1305::new(&key.key.into())
         .encrypt_inout_detached(
-            &XNonce::from(nonce),
+            &chacha20poly1305::XNonce::from(nonce),
             &b.aad[0],
-            (&mut buf[PREFIX_BYTES..]).into(),
+            (&mut buf[FORMAT_1_PREFIX_BYTES..]).into(),
         )
         .unwrap();
     buf.extend_from_slice(&tag);
