@@ -96,7 +96,7 @@ impl SessionLayer {
     /// What it costs against a server-side store:
     /// * the session must fit in one cookie: a `Set-Cookie` `name=value` of
     ///   at most 4096 bytes, or the save fails with
-    ///   [`Error::CookieTooLarge`] (answered `500`);
+    ///   [`Error::CookieTooLarge`](crate::Error::CookieTooLarge) (answered `500`);
     /// * every write sends the whole session back, and every request carries it;
     /// * there is no server-side record to delete: `destroy` and
     ///   `regenerate` replace the browser's cookie, but a copy of an older
@@ -310,7 +310,7 @@ impl SessionLayer {
     }
 
     /// The largest encoded session a write may save (default 64 KiB). A
-    /// write past it fails with [`Error::TooLarge`], answered `413` if the
+    /// write past it fails with [`Error::TooLarge`](crate::Error::TooLarge), answered `413` if the
     /// handler does not handle it; the stored session keeps its last value.
     pub fn with_max_session_bytes(self, max: usize) -> Self {
         self.edit(|s| s.max_session_bytes = max.max(1))

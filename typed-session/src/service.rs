@@ -18,7 +18,7 @@ use crate::extract::{RequestContext, SlotCell};
 use crate::rejection::SessionRejection;
 use crate::runtime::Runtime;
 
-/// The service [`SessionLayer`] wraps around a router or handler.
+/// The service [`SessionLayer`](crate::SessionLayer) wraps around a router or handler.
 #[derive(Clone)]
 pub struct SessionService<Svc> {
     inner: Svc,

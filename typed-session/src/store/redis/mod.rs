@@ -281,9 +281,9 @@ impl RedisStore {
         self.edit(|i| i.cache = Arc::new(Cache::new(capacity)))
     }
 
-    /// [`with_root_certificate`](Self::with_root_certificate) with the PEM
-    /// read from `path` (what `SESSION_REDIS_CA_FILE` names). Without the
-    /// `redis-tls` feature, an error saying so.
+    /// `with_root_certificate` (feature `redis-tls`) with the PEM read from
+    /// `path` (what `SESSION_REDIS_CA_FILE` names). Without the `redis-tls`
+    /// feature, an error saying so.
     ///
     /// ```no_run
     /// use typed_session::store::RedisStore;
