@@ -1422,7 +1422,7 @@ macro_rules! http_suite {
                     ] {
                         let cookie = login_cookie(addr).await;
                         let planted = h.plant(&cookie, record).await;
-                        println!("{why}: planted in the store: {planted}");
+                        assert!(planted, "{why}: the record could not be planted in the store");
                         let res = http_get(addr, "/read", Some(&cookie)).await;
                         assert_eq!(res.status, 200, "{why} (planted: {planted})");
                         assert_eq!(
