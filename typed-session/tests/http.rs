@@ -674,6 +674,37 @@ mod redis_only {
         }
         assert!(ok, "serves again once resumed");
     }
+
+    /// The configured command timeout is the one that counts: a Redis
+    /// paused for longer than the client library's own default (500 ms)
+    /// but within the store's limit is waited for, not answered 503.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pause_within_the_command_timeout_is_waited_out() {
+        let server = Server::start(&["--appendonly", "no"]);
+        let store = RedisStore::new(&server.url())
+            .unwrap()
+            .with_prefix(prefix())
+            .with_command_timeout(Duration::from_secs(5));
+        let http = serve(app(SessionLayer::new(store).with_secure(false))).await;
+        let cookie = http_post(http.addr, "/inc", None).await.cookie().unwrap();
+        let pid = server.pid();
+        server.signal(pid, "STOP");
+        let resume = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1200));
+            pid
+        });
+        let read = tokio::spawn({
+            let addr = http.addr;
+            async move { http_get(addr, "/read", Some(&cookie)).await }
+        });
+        let pid = tokio::task::spawn_blocking(move || resume.join().unwrap())
+            .await
+            .unwrap();
+        server.signal(pid, "CONT");
+        let res = read.await.unwrap();
+        assert_eq!(res.status, 200, "{}", res.body);
+        assert_eq!(res.body, "user=None counter=1");
+    }
 }
 
 fn small(n: &u32) -> Result<(), String> {

@@ -58,9 +58,14 @@ impl RedisStore {
         id: u64,
     ) -> redis::RedisResult<(MultiplexedConnection, bool)> {
         let inner = &self.inner;
-        // No timeouts of the client's own: the connect (and every command)
-        // is bounded by the store's `timed`, the one timeout mechanism.
-        let config = AsyncConnectionConfig::new();
+        // The connect and every command are bounded by the store's `timed`,
+        // the one timeout mechanism. The client's own timeouts are turned
+        // off, not left at its defaults (500 ms per response, 1 s to
+        // connect), which would cut under the configured limits: a 100 MiB
+        // record, or a Redis busy for a second, failed at 500 ms.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
         if inner.cache.enabled() {
             let settings = info
                 .redis_settings()
