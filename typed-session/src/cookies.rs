@@ -68,11 +68,34 @@ pub(crate) enum CookieIn<'a> {
 pub(crate) enum CookieOut {
     /// Send this value.
     Set {
-        value: String,
+        value: CookieValue,
         max_age: Option<Duration>,
     },
     /// Tell the browser to drop the cookie.
     Remove,
+}
+
+/// A cookie's value: built for this response (a signed id), or shared with
+/// the session's state (a sealed session: not copied again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CookieValue {
+    Owned(String),
+    Shared(std::sync::Arc<str>),
+}
+
+impl CookieValue {
+    fn as_str(&self) -> &str {
+        match self {
+            CookieValue::Owned(s) => s,
+            CookieValue::Shared(s) => s,
+        }
+    }
+}
+
+impl From<&str> for CookieValue {
+    fn from(value: &str) -> Self {
+        CookieValue::Owned(value.to_owned())
+    }
 }
 
 fn attribute_ok(value: &str) -> bool {

@@ -105,6 +105,8 @@ where
                 }
             };
             let headers = response.headers_mut();
+            // Room for what is added below, in one growth at most.
+            headers.reserve(3);
             let mut sets_cookie = false;
             if let Some(out) = finish.cookie
                 && let Some(value) = runtime.cookie.header(out)
@@ -148,6 +150,10 @@ fn log_failed_save(err: &Error) {
 }
 
 fn add_vary_cookie(headers: &mut HeaderMap) {
+    if !headers.contains_key(VARY) {
+        headers.insert(VARY, HeaderValue::from_static("cookie"));
+        return;
+    }
     let present = headers.get_all(VARY).iter().any(|v| {
         v.to_str()
             .map(|s| {

@@ -267,9 +267,9 @@ impl Backend {
     }
 
     /// The cookie value that names `stored`.
-    pub(crate) fn cookie_value(&self, stored: &Stored) -> String {
+    pub(crate) fn cookie_value(&self, stored: &Stored) -> crate::cookies::CookieValue {
         match self {
-            Backend::Server(b) => b.cookie_value(stored),
+            Backend::Server(b) => crate::cookies::CookieValue::Owned(b.cookie_value(stored)),
             #[cfg(feature = "cookie-store")]
             Backend::Sealed(b) => b.cookie_value(stored),
         }

@@ -36,7 +36,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::seam::{Body, Found, Loaded, Payload, Stored, Written, cookie_value};
-use crate::cookies::CookieIn;
+use crate::cookies::{CookieIn, CookieValue};
 use crate::error::{Error, StoreError};
 use crate::frame::Meta;
 
@@ -217,7 +217,9 @@ impl SealedCookie {
             },
         )?;
         buf.extend_from_slice(&tag);
-        Ok(URL_SAFE_NO_PAD.encode(&buf))
+        let mut value = String::with_capacity(base64_len(buf.len()));
+        URL_SAFE_NO_PAD.encode_string(&buf, &mut value);
+        Ok(value)
     }
 
     /// Opens a cookie value. Every refusal happens before any allocation
@@ -365,8 +367,11 @@ impl SealedCookie {
             .map(Written::Done)
     }
 
-    pub(crate) fn cookie_value(&self, stored: &Stored) -> String {
-        stored.sealed.as_deref().unwrap_or_default().to_owned()
+    pub(crate) fn cookie_value(&self, stored: &Stored) -> CookieValue {
+        match &stored.sealed {
+            Some(value) => CookieValue::Shared(Arc::clone(value)),
+            None => CookieValue::Owned(String::new()),
+        }
     }
 }
 
