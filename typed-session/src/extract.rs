@@ -26,6 +26,9 @@ pub(crate) trait ErasedSession: Send + Sync + 'static {
     /// The response's part when nothing is to be written; no future, no allocation.
     fn finish_unchanged(&self) -> Option<Finish>;
     fn finish(&self) -> BoxFuture<'_, Finish>;
+    /// The whole commit at once, when nothing in it can wait (no future on
+    /// the heap); `None` when it could.
+    fn finish_at_once(&self) -> Option<Finish>;
     /// The response may not commit: drop what is not written yet.
     fn discard_uncommitted(&self);
     fn as_any(&self) -> &dyn std::any::Any;
@@ -37,6 +40,9 @@ impl<S: SessionSchema> ErasedSession for Core<S> {
     }
     fn finish(&self) -> BoxFuture<'_, Finish> {
         Box::pin(Core::finish(self))
+    }
+    fn finish_at_once(&self) -> Option<Finish> {
+        Core::finish_at_once(self)
     }
     fn discard_uncommitted(&self) {
         Core::discard_uncommitted(self)

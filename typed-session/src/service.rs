@@ -91,7 +91,10 @@ where
             }
             let finish = match session.erased.finish_unchanged() {
                 Some(finish) => finish,
-                None => session.erased.finish().await,
+                None => match session.erased.finish_at_once() {
+                    Some(finish) => finish,
+                    None => session.erased.finish().await,
+                },
             };
             let mut response = match finish.result {
                 Ok(()) => response,

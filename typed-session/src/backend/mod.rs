@@ -172,6 +172,15 @@ impl Backend {
         matches!(self, Backend::Server(_))
     }
 
+    /// Whether every operation completes without waiting (no I/O).
+    pub(crate) fn completes_at_once(&self) -> bool {
+        match self {
+            Backend::Server(_) => false,
+            #[cfg(feature = "cookie-store")]
+            Backend::Sealed(_) => true,
+        }
+    }
+
     /// How an unchanged session's deadline is refreshed.
     pub(crate) fn refresh(&self) -> Refresh<'_> {
         match self {

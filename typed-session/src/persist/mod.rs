@@ -521,6 +521,29 @@ impl<S: SessionSchema> Core<S> {
         Some(self.response_cookie(Ok(())))
     }
 
+    /// [`finish`](Self::finish) run to its end at once, without a future
+    /// on the heap, when nothing in it can wait: the backend does no I/O
+    /// (cookie mode) and there is no revocation list to tell. `None` when
+    /// something could wait.
+    pub(crate) fn finish_at_once(&self) -> Option<Finish> {
+        let rt = self.runtime()?;
+        if !rt.backend.completes_at_once() || rt.revocation.is_some() {
+            return None;
+        }
+        let mut future = std::pin::pin!(self.finish());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(finish) => Some(finish),
+            // Nothing above waits; were it to, the save is answered as failed.
+            std::task::Poll::Pending => Some(Finish {
+                result: Err(Error::Store(crate::error::StoreError::new(
+                    std::io::Error::other("the session commit could not complete at once"),
+                ))),
+                cookie: None,
+            }),
+        }
+    }
+
     /// Commits, then says what the response's cookie must be.
     pub(crate) async fn finish(&self) -> Finish {
         let result = self.commit().await;
