@@ -80,6 +80,7 @@ pub(crate) enum CookieOut {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CookieValue {
     Owned(String),
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
     Shared(std::sync::Arc<str>),
 }
 
