@@ -69,12 +69,14 @@ impl Copies {
     /// Keeps `copy` as the decoded value of `data`, the record now under `key`.
     pub(crate) fn put(&self, key: &SessionKey, data: Bytes, copy: TypedCache) {
         let added = cost(&data);
-        if added > BYTES_PER_SHARD {
-            return;
-        }
         let mut shard = self.shard(key);
+        // The copy of what was under `key` before is of no use any more,
+        // whether or not this one is kept.
         if let Some(old) = shard.map.remove(key) {
             shard.bytes -= cost(&old.data);
+        }
+        if added > BYTES_PER_SHARD {
+            return;
         }
         while shard.map.len() >= PER_SHARD || shard.bytes + added > BYTES_PER_SHARD {
             // Keys are hashes: the first is an arbitrary one.
@@ -140,5 +142,19 @@ mod tests {
             assert!(shard.bytes <= BYTES_PER_SHARD);
             assert_eq!(shard.bytes, shard.map.len() * cost(&data));
         }
+    }
+
+    #[test]
+    fn a_record_too_large_to_keep_drops_the_older_copy() {
+        let copies = Copies::default();
+        let key = SessionId::random().key();
+        let small = Bytes::from_static(b"{}");
+        copies.put(&key, small.clone(), typed(1));
+        let huge = Bytes::from(vec![b'x'; BYTES_PER_SHARD]);
+        copies.put(&key, huge.clone(), typed(2));
+        assert!(copies.get(&key, &huge).is_none(), "too large to keep");
+        assert!(copies.get(&key, &small).is_none(), "the older copy is gone");
+        let shard = copies.shard(&key);
+        assert_eq!((shard.map.len(), shard.bytes), (0, 0));
     }
 }
